@@ -73,9 +73,9 @@ class State:
     timers: tuple[Timer, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ProcessDefinition:
-    """A whole, validated process version."""
+    """A whole, validated process version (compared and hashed by identity)."""
 
     process: str
     version: int

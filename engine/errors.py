@@ -34,8 +34,10 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
         label = "" if self.severity == "error" else "warning: "
-        return f"{where}: {self.path}: {label}{self.message}" if self.path else (
-            f"{where}: {label}{self.message}"
+        return (
+            f"{where}: {self.path}: {label}{self.message}"
+            if self.path
+            else (f"{where}: {label}{self.message}")
         )
 
     def as_dict(self) -> dict[str, object]:

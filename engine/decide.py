@@ -1,0 +1,296 @@
+"""The pure core: what an event, a timer or a start does to an instance. No I/O, no clock.
+
+Each function returns a :class:`Decision` (a value) or raises :class:`EventRejected` /
+:class:`UsageError`; the runtime applies the decision in one database transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from functools import lru_cache
+from typing import Any
+
+import jsonschema
+
+from engine import durations
+from engine.calendars import local_to_utc, start_of_day
+from engine.clock import as_utc
+from engine.definition import ProcessDefinition, SetField, State, Timer, Transition
+from engine.errors import EventRejected, UsageError
+from engine.expressions import ExpressionError, to_json_value
+from engine.machine import evaluate_guard, machine_for
+
+
+@dataclass(frozen=True)
+class InstanceView:
+    """What the core needs to know about an instance."""
+
+    state: str
+    data: Mapping[str, Any]
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class TimerPlan:
+    """A timer to arm on entering a state."""
+
+    index: int
+    name: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What applying an event does; ``entered`` means a state was (re-)entered."""
+
+    event: str
+    from_state: str | None
+    to_state: str
+    entered: bool
+    data: dict[str, Any]
+    changes: dict[str, Any]
+    input: dict[str, Any] | None = None
+    timers: tuple[TimerPlan, ...] = ()
+    taken: bool = True  # False: a timer whose guard was false; recorded, nothing changes
+    note: str | None = None
+    state_info: State | None = field(default=None, compare=False)
+
+    @property
+    def closes(self) -> bool:
+        return bool(self.state_info and self.state_info.final)
+
+
+def decide_start(definition: ProcessDefinition, data: Mapping[str, Any], now: datetime) -> Decision:
+    """Starting an instance: validate the data, enter the initial state, plan its timers."""
+    data = dict(data)
+    _check_data(definition, data, "start data")
+    state = definition.states[definition.initial]
+    timers = _plan_timers(definition, state, _variables(data, {}, now, state.name))
+    return Decision(
+        event="start",
+        from_state=None,
+        to_state=state.name,
+        entered=True,
+        data=data,
+        changes=dict(data),
+        timers=timers,
+        state_info=state,
+    )
+
+
+def decide_event(
+    definition: ProcessDefinition,
+    instance: InstanceView,
+    event: str,
+    input: Mapping[str, Any] | None,
+    roles: frozenset[str],
+    now: datetime,
+) -> Decision:
+    """A staff event: pick the alternative, check roles and input, apply merge and ``set``."""
+    machine = machine_for(definition)
+    if not instance.active:
+        raise EventRejected(f"the instance is closed (in final state '{instance.state}'); nothing can change")
+    if not machine.accepts(instance.state, event):
+        raise EventRejected(_not_allowed(machine.allowed_events(instance.state), instance.state, event))
+    payload = dict(input or {})
+    chosen = _choose(definition, instance, event, payload, roles, now)
+    return _apply(definition, instance, chosen, event, payload, now)
+
+
+def decide_timer(
+    definition: ProcessDefinition, instance: InstanceView, timer_index: int, due_at: datetime
+) -> Decision:
+    """A due timer fires at its due instant (the logical time of the step)."""
+    state = definition.states[instance.state]
+    timer = state.timers[timer_index]
+    variables = _variables(instance.data, {}, due_at, instance.state)
+    if timer.guard is not None and not _guard(timer.guard, variables, f"timer '{timer.name}'"):
+        return Decision(
+            event=timer.name,
+            from_state=instance.state,
+            to_state=instance.state,
+            entered=False,
+            data=dict(instance.data),
+            changes={},
+            taken=False,
+            note=f"guard '{timer.guard.source}' was false; nothing changed",
+            state_info=state,
+        )
+    return _apply(definition, instance, timer, timer.name, {}, due_at)
+
+
+# -- choosing ------------------------------------------------------------------------------------
+def _choose(
+    definition: ProcessDefinition,
+    instance: InstanceView,
+    event: str,
+    payload: dict[str, Any],
+    roles: frozenset[str],
+    now: datetime,
+) -> Transition:
+    machine = machine_for(definition)
+    alternatives = machine.alternatives(instance.state, event)
+    variables = _variables(instance.data, payload, now, instance.state)
+    missing_roles: list[str] = []
+    failed: list[str] = []
+    for position, alternative in enumerate(alternatives):
+        if alternative.roles and not roles & set(alternative.roles):
+            missing_roles.extend(r for r in alternative.roles if r not in missing_roles)
+            continue
+        _check_input(alternative, event, payload)
+        try:
+            if machine.guard_holds(instance.state, event, position, variables):
+                return alternative
+        except ExpressionError as exc:
+            raise EventRejected(f"event '{event}' could not be decided: {exc}") from None
+        failed.append(alternative.guard.source if alternative.guard else "")
+    if missing_roles and not failed:
+        have = ", ".join(sorted(roles)) or "none"
+        raise EventRejected(
+            f"event '{event}' needs role {' or '.join(missing_roles)}; the caller has: {have}"
+        )
+    conditions = "; ".join(f"'{f}'" for f in failed)
+    raise EventRejected(
+        f"event '{event}' was refused in state '{instance.state}': no condition held ({conditions})"
+    )
+
+
+def _check_input(transition: Transition, event: str, payload: dict[str, Any]) -> None:
+    if transition.input_schema is None:
+        return
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(
+            transition.input_schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        ).iter_errors(payload)
+    )
+    if error is not None:
+        raise EventRejected(f"input of event '{event}' is invalid: {_describe(error)}")
+
+
+# -- applying ------------------------------------------------------------------------------------
+def _apply(
+    definition: ProcessDefinition,
+    instance: InstanceView,
+    step: Transition | Timer,
+    event: str,
+    payload: dict[str, Any],
+    now: datetime,
+) -> Decision:
+    merge = isinstance(step, Transition) and step.merge
+    data = dict(instance.data)
+    changes: dict[str, Any] = dict(payload) if merge else {}
+    data.update(changes)
+    for set_field in step.sets:
+        value = _set_value(set_field, _variables(data, payload, now, instance.state), event)
+        data[set_field.field] = value
+        changes[set_field.field] = value
+    _check_data(definition, data, f"data after event '{event}'", rejected=True)
+    target = step.target or instance.state
+    state = definition.states[target]
+    entered = step.target is not None
+    timers = _plan_timers(definition, state, _variables(data, payload, now, target)) if entered else ()
+    return Decision(
+        event=event,
+        from_state=instance.state,
+        to_state=target,
+        entered=entered,
+        data=data,
+        changes=changes,
+        input=payload or None,
+        timers=timers,
+        state_info=state,
+    )
+
+
+def _set_value(set_field: SetField, variables: dict[str, Any], event: str) -> Any:
+    if set_field.expression is None:
+        return set_field.literal
+    try:
+        return to_json_value(set_field.expression.evaluate(variables))
+    except ExpressionError as exc:
+        raise EventRejected(f"event '{event}': cannot set '{set_field.field}': {exc}") from None
+
+
+def _plan_timers(
+    definition: ProcessDefinition, state: State, variables: dict[str, Any]
+) -> tuple[TimerPlan, ...]:
+    now = variables["now"]
+    return tuple(
+        TimerPlan(timer.index, timer.name, _due_at(definition, state, timer, variables, now))
+        for timer in state.timers
+    )
+
+
+def _due_at(
+    definition: ProcessDefinition, state: State, timer: Timer, variables: dict[str, Any], now: datetime
+) -> datetime:
+    calendar = definition.calendar
+    if timer.delay is not None:
+        return durations.add_duration(now, timer.delay, calendar)
+    assert timer.at is not None
+    try:
+        raw = timer.at.evaluate(variables)
+    except ExpressionError as exc:
+        raise EventRejected(f"timer '{timer.name}' of state '{state.name}' cannot be armed: {exc}") from None
+    instant = to_instant(raw, definition, f"timer '{timer.name}' of state '{state.name}'")
+    return durations.add_duration(instant, timer.offset, calendar) if timer.offset else instant
+
+
+def to_instant(value: Any, definition: ProcessDefinition, what: str) -> datetime:
+    """A date (start of day in the process zone), an aware or naive (local) date-time -> UTC."""
+    zone = definition.timezone
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
+        except ValueError:
+            raise EventRejected(f"{what}: '{value}' is not a date or date-time") from None
+    if isinstance(value, datetime):
+        return as_utc(value) if value.tzinfo else local_to_utc(value, zone)
+    if isinstance(value, date):
+        return start_of_day(value, zone)
+    raise EventRejected(f"{what}: {value!r} is not a date or date-time")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _variables(data: Mapping[str, Any], payload: Mapping[str, Any], now: datetime, state: str) -> dict:
+    return {"data": dict(data), "input": dict(payload), "now": now, "state": state}
+
+
+def _guard(guard: Any, variables: dict[str, Any], what: str) -> bool:
+    try:
+        return evaluate_guard(guard, variables)
+    except ExpressionError as exc:
+        raise EventRejected(f"{what} could not be decided: {exc}") from None
+
+
+def _check_data(
+    definition: ProcessDefinition, data: dict[str, Any], what: str, rejected: bool = False
+) -> None:
+    if definition.data_schema is None:
+        return
+    error = jsonschema.exceptions.best_match(_data_validator(definition).iter_errors(data))
+    if error is not None:
+        error_type = EventRejected if rejected else UsageError
+        raise error_type(f"{what} is invalid: {_describe(error)}")
+
+
+@lru_cache(maxsize=256)
+def _data_validator(definition: ProcessDefinition) -> jsonschema.protocols.Validator:
+    return jsonschema.Draft202012Validator(
+        definition.data_schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = ".".join(str(p) for p in error.absolute_path)
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is required")
+    return f"field '{where}': {error.message}" if where else error.message
+
+
+def _not_allowed(allowed: list[str], state: str, event: str) -> str:
+    if not allowed:
+        return f"event '{event}' is not allowed in state '{state}', which accepts no events"
+    return f"event '{event}' is not allowed in state '{state}'; allowed: {', '.join(allowed)}"
