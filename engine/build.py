@@ -92,10 +92,8 @@ class Builder:
         spec = self.raw.get("calendar")
         try:
             return calendars.build_calendar(spec, zone)
-        except ValueError as exc:
-            message = str(exc)
-            key = next((k for k in (spec or {}) if k in message.lower()), None)
-            self.error(("calendar", key) if key else ("calendar",), message)
+        except calendars.CalendarSpecError as exc:
+            self.error(("calendar", exc.key) if exc.key else ("calendar",), str(exc))
             return calendars.build_calendar(None, zone)
 
     def _check_json_schema(self, path: tuple[Any, ...], schema: Any) -> None:

@@ -33,6 +33,14 @@ _SPEC_KEYS = ("country", "subdivision", "workdays", "hours", "holidays")
 _holidays_lock = threading.Lock()
 
 
+class CalendarSpecError(ValueError):
+    """A bad ``calendar:`` entry; ``key`` names the entry (country, hours, ...) to locate it."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 @dataclass(frozen=True)
 class BusinessCalendar:
     zone: ZoneInfo
@@ -48,10 +56,6 @@ class BusinessCalendar:
         if day.weekday() not in self.workdays or day in self.extra_holidays:
             return False
         return not _is_public_holiday(self.country, self.subdivision, day)
-
-    def has_hours(self) -> bool:
-        """Whether opening hours are set (both ends, as ``build_calendar`` guarantees)."""
-        return self.opens is not None and self.closes is not None
 
     def within_hours(self, wall: time) -> bool:
         """Whether a local wall time is inside [opens, closes); always true without hours."""
@@ -106,7 +110,9 @@ def build_calendar(spec: dict[str, Any] | None, zone: ZoneInfo) -> BusinessCalen
         return BusinessCalendar(zone=zone)
     unknown = sorted(str(key) for key in spec if key not in _SPEC_KEYS)
     if unknown:
-        raise ValueError(f"unknown calendar key '{unknown[0]}'; use {', '.join(_SPEC_KEYS)}")
+        raise CalendarSpecError(
+            unknown[0], f"unknown calendar key '{unknown[0]}'; use {', '.join(_SPEC_KEYS)}"
+        )
     country, subdivision = _parse_region(spec.get("country"), spec.get("subdivision"))
     opens, closes = _parse_hours(spec.get("hours"))
     return BusinessCalendar(
@@ -154,13 +160,16 @@ def _is_public_holiday(country: str | None, subdivision: str | None, day: date) 
 def _parse_region(country: Any, subdivision: Any) -> tuple[str | None, str | None]:
     if country is None:
         if subdivision is not None:
-            raise ValueError(f"subdivision '{subdivision}' needs a country, e.g. country: US")
+            raise CalendarSpecError(
+                "subdivision", f"subdivision '{subdivision}' needs a country, e.g. country: US"
+            )
         return None, None
     code = str(country).strip().upper()
     supported = holidays.list_supported_countries()
     if code not in supported:
-        raise ValueError(
-            f"unknown country '{country}' for public holidays; use an ISO 3166 code such as PL, US or HU"
+        raise CalendarSpecError(
+            "country",
+            f"unknown country '{country}' for public holidays; use an ISO 3166 code such as PL, US or HU",
         )
     if subdivision is None:
         return code, None
@@ -175,13 +184,17 @@ def _check_subdivision(country: str, subdivision: str, known: list[str]) -> str:
             continue
         return candidate
     if not known:
-        raise ValueError(
-            f"unknown subdivision '{subdivision}' of {country}: {country} has no subdivisions "
-            "with their own holidays; remove subdivision"
+        raise CalendarSpecError(
+            "subdivision",
+            f"unknown subdivision '{subdivision}' of {country}: {country} has no subdivisions in the "
+            "public-holiday data; remove subdivision",
         )
     examples = ", ".join(known[:8])
     more = ", ..." if len(known) > 8 else ""
-    raise ValueError(f"unknown subdivision '{subdivision}' of {country}; valid ones include {examples}{more}")
+    raise CalendarSpecError(
+        "subdivision",
+        f"unknown subdivision '{subdivision}' of {country}; valid ones include {examples}{more}",
+    )
 
 
 def _parse_hours(hours: Any) -> tuple[time | None, time | None]:
@@ -190,12 +203,13 @@ def _parse_hours(hours: Any) -> tuple[time | None, time | None]:
     match = _HOURS.match(str(hours))
     numbers = [int(part) for part in match.groups()] if match else []
     if not match or numbers[0] > 23 or numbers[2] > 23 or numbers[1] > 59 or numbers[3] > 59:
-        raise ValueError(f"hours '{hours}' must look like \"09:00-17:00\"")
+        raise CalendarSpecError("hours", f"hours '{hours}' must look like \"09:00-17:00\"")
     opens, closes = time(numbers[0], numbers[1]), time(numbers[2], numbers[3])
     if closes <= opens:
-        raise ValueError(
+        raise CalendarSpecError(
+            "hours",
             f'hours "{hours}" close before they open; '
-            'overnight hours are not supported, write e.g. "09:00-17:00"'
+            'overnight hours are not supported, write e.g. "09:00-17:00"',
         )
     return opens, closes
 
@@ -209,10 +223,10 @@ def _parse_workdays(workdays: Any) -> frozenset[int]:
     for name in workdays:
         key = str(name).strip().lower()
         if key not in WEEKDAY_NAMES:
-            raise ValueError(f"unknown workday '{name}'; use {', '.join(WEEKDAY_NAMES)}")
+            raise CalendarSpecError("workdays", f"unknown workday '{name}'; use {', '.join(WEEKDAY_NAMES)}")
         days.add(WEEKDAY_NAMES.index(key))
     if not days:
-        raise ValueError("workdays is empty; list at least one day such as mon")
+        raise CalendarSpecError("workdays", "workdays is empty; list at least one day such as mon")
     return frozenset(days)
 
 
@@ -233,4 +247,6 @@ def _parse_date(value: Any) -> date:
             return date.fromisoformat(text)
     except ValueError:
         pass
-    raise ValueError(f"holiday '{value}' is not a date; write YYYY-MM-DD such as 2026-12-24")
+    raise CalendarSpecError(
+        "holidays", f"holiday '{value}' is not a date; write YYYY-MM-DD such as 2026-12-24"
+    )

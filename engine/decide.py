@@ -226,31 +226,35 @@ def _plan_timers(
 def _due_at(
     definition: ProcessDefinition, state: State, timer: Timer, variables: dict[str, Any], now: datetime
 ) -> datetime:
-    calendar = definition.calendar
-    if timer.delay is not None:
-        return durations.add_duration(now, timer.delay, calendar)
-    assert timer.at is not None
     try:
-        raw = timer.at.evaluate(variables)
-    except ExpressionError as exc:
+        if timer.delay is not None:
+            return durations.add_duration(now, timer.delay, definition.calendar)
+        return _due_at_expression(definition, state, timer, variables)
+    except ValueError as exc:  # an 'at' that fails or is no date, a date past 9999, a closed calendar
         raise EventRejected(f"timer '{timer.name}' of state '{state.name}' cannot be armed: {exc}") from None
-    instant = to_instant(raw, definition, f"timer '{timer.name}' of state '{state.name}'")
-    return durations.add_duration(instant, timer.offset, calendar) if timer.offset else instant
 
 
-def to_instant(value: Any, definition: ProcessDefinition, what: str) -> datetime:
+def _due_at_expression(
+    definition: ProcessDefinition, state: State, timer: Timer, variables: dict[str, Any]
+) -> datetime:
+    assert timer.at is not None
+    instant = to_instant(timer.at.evaluate(variables), definition)
+    return durations.add_duration(instant, timer.offset, definition.calendar) if timer.offset else instant
+
+
+def to_instant(value: Any, definition: ProcessDefinition) -> datetime:
     """A date (start of day in the process zone), an aware or naive (local) date-time -> UTC."""
     zone = definition.timezone
     if isinstance(value, str):
         try:
             value = date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value)
         except ValueError:
-            raise EventRejected(f"{what}: '{value}' is not a date or date-time") from None
+            raise ValueError(f"'{value}' is not a date or date-time") from None
     if isinstance(value, datetime):
         return as_utc(value) if value.tzinfo else local_to_utc(value, zone)
     if isinstance(value, date):
         return start_of_day(value, zone)
-    raise EventRejected(f"{what}: {value!r} is not a date or date-time")
+    raise ValueError(f"{value!r} is not a date or date-time")
 
 
 # -- helpers -------------------------------------------------------------------------------------

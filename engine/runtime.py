@@ -1,0 +1,611 @@
+"""The Engine: deploy, start, fire, tick and read, each command one database transaction.
+
+The pure core (``engine.decide``) says what an event does; this module loads what it needs, applies
+the decision (instance update with a version check, history row, timers cancelled and armed)
+and commits, or rolls back leaving nothing half-applied.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from engine import decide, loader
+from engine.clock import Clock, SystemClock, as_utc
+from engine.definition import ProcessDefinition
+from engine.errors import ConflictError, EventRejected, NotFoundError, UsageError
+from storage import database
+from storage import repository as repo
+from storage.repository import DefinitionRecord, HistoryRecord, InstanceRecord, TimerRecord
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATABASE_URL = "sqlite:///salesflow.db"
+RETRIES = 5
+T = TypeVar("T")
+InstanceRef = int | str
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    process: str
+    version: int
+    created: bool  # False: identical content was already deployed
+
+
+@dataclass(frozen=True)
+class StartResult:
+    instance: InstanceRecord
+    created: bool  # False: an active instance for this key already existed
+
+
+@dataclass(frozen=True)
+class FireResult:
+    instance: InstanceRecord
+    entry: HistoryRecord
+    replayed: bool = False  # True: the idempotency key was seen before; nothing changed now
+
+
+@dataclass(frozen=True)
+class FiredTimer:
+    timer: TimerRecord
+    outcome: str  # fired / skipped (guard false) / stale (its state visit had ended) / failed
+    instance_id: int
+    from_state: str
+    to_state: str
+    lateness_seconds: float
+    note: str | None = None
+
+
+@dataclass
+class TickReport:
+    until: datetime
+    fired: list[FiredTimer] = field(default_factory=list)
+
+
+@dataclass
+class BulkReport:
+    started: int = 0
+    already_active: list[tuple[int, str]] = field(default_factory=list)  # (row number, key)
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (row number, reason)
+
+
+class Engine:
+    """salesflow's library API; the CLI, the worker and tests drive it the same way."""
+
+    def __init__(self, url: str | None = None, clock: Clock | None = None, **engine_options: Any) -> None:
+        self.url = url or DEFAULT_DATABASE_URL
+        self.clock: Clock = clock or SystemClock()
+        self.db = database.create_db_engine(self.url, **engine_options)
+        database.ensure_schema(self.db)
+        self._definitions: dict[tuple[str, int], ProcessDefinition] = {}
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- deploy ----------------------------------------------------------------------------------
+    def deploy(self, definition: ProcessDefinition | str | Path) -> DeployResult:
+        """Store a definition version. Identical content again is a no-op; other content under the
+        same version is refused (bump ``version``)."""
+        if not isinstance(definition, ProcessDefinition):
+            definition = loader.load_file(definition)
+        return self._transaction(lambda conn: self._deploy(conn, definition))
+
+    def _deploy(self, conn: Connection, definition: ProcessDefinition) -> DeployResult:
+        existing = repo.find_definition(conn, definition.process, definition.version)
+        if existing is not None:
+            if existing.content_hash == definition.content_hash:
+                return DeployResult(definition.process, definition.version, created=False)
+            raise ConflictError(
+                f"{definition.process} version {definition.version} is already deployed with different "
+                f"content; set 'version: {self._next_version(conn, definition.process)}' to deploy it"
+            )
+        record = DefinitionRecord(
+            definition.process,
+            definition.version,
+            definition.content_hash,
+            definition.source,
+            self.clock.now(),
+        )
+        repo.insert_definition(conn, record)
+        return DeployResult(definition.process, definition.version, created=True)
+
+    def _next_version(self, conn: Connection, process: str) -> int:
+        latest = repo.find_definition(conn, process, None)
+        return (latest.version if latest else 0) + 1
+
+    def definition(self, process: str, version: int | None = None) -> ProcessDefinition:
+        """A deployed definition (the latest version unless one is named)."""
+        return self._read(lambda conn: self._load_definition(conn, process, version))
+
+    def _load_definition(self, conn: Connection, process: str, version: int | None) -> ProcessDefinition:
+        if version is not None and (process, version) in self._definitions:
+            return self._definitions[(process, version)]
+        record = repo.find_definition(conn, process, version)
+        if record is None:
+            known = ", ".join(repo.list_processes(conn)) or "none"
+            what = f"process '{process}'" + (f" version {version}" if version is not None else "")
+            raise NotFoundError(f"{what} is not deployed (deployed: {known}); run salesflow deploy FILE")
+        key = (record.process, record.version)
+        if key not in self._definitions:
+            self._definitions[key] = loader.load_text(record.source, f"{process} v{record.version}")
+        return self._definitions[key]
+
+    # -- start -----------------------------------------------------------------------------------
+    def start(
+        self,
+        process: str,
+        key: str,
+        data: dict[str, Any] | None = None,
+        *,
+        version: int | None = None,
+        at: datetime | None = None,
+        actor: str | None = None,
+        source: str = "staff",
+    ) -> StartResult:
+        """Start an instance for ``key``, or return the active one that already exists."""
+        if not key or not str(key).strip():
+            raise UsageError("the business key is empty; give --key, e.g. the client number")
+        now = self._logical(at)
+        try:
+            return self._transaction(
+                lambda conn: self._start(conn, process, str(key), data or {}, version, now, actor, source)
+            )
+        except IntegrityError:  # another process started the same key at the same moment
+            existing = self._read(lambda conn: repo.find_instance_by_key(conn, process, str(key)))
+            if existing is None or existing.status != "active":
+                raise
+            return StartResult(existing, created=False)
+
+    def _start(
+        self,
+        conn: Connection,
+        process: str,
+        key: str,
+        data: dict[str, Any],
+        version: int | None,
+        now: datetime,
+        actor: str | None,
+        source: str,
+    ) -> StartResult:
+        existing = repo.find_instance_by_key(conn, process, key)
+        if existing is not None and existing.status == "active":
+            return StartResult(existing, created=False)
+        definition = self._load_definition(conn, process, version)
+        decision = decide.decide_start(definition, data, now)
+        instance_id = self._insert_started(conn, definition, [(key, decision)], now, actor, source)[0]
+        return StartResult(repo.get_instance(conn, instance_id), created=True)
+
+    def start_many(
+        self,
+        process: str,
+        rows: Iterable[tuple[int, str, dict[str, Any]]],
+        *,
+        version: int | None = None,
+        at: datetime | None = None,
+        actor: str | None = None,
+        source: str = "import",
+        chunk_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> BulkReport:
+        """Bulk start from (row number, key, data) rows. Each chunk is one transaction; a bad row is
+        rejected with its reason and never stops or half-applies the others."""
+        now = self._logical(at)
+        definition = self.definition(process, version)
+        report = BulkReport()
+        chunk: list[tuple[int, str, dict[str, Any]]] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= chunk_size:
+                self._start_chunk(definition, chunk, now, actor, source, report, progress)
+                chunk = []
+        if chunk:
+            self._start_chunk(definition, chunk, now, actor, source, report, progress)
+        return report
+
+    def _start_chunk(
+        self,
+        definition: ProcessDefinition,
+        chunk: list[tuple[int, str, dict[str, Any]]],
+        now: datetime,
+        actor: str | None,
+        source: str,
+        report: BulkReport,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        decided: list[tuple[int, str, decide.Decision]] = []
+        seen: set[str] = set()
+        for number, key, data in chunk:
+            if not key:
+                report.rejected.append((number, "the key column is empty"))
+                continue
+            if key in seen:
+                report.already_active.append((number, key))
+                continue
+            try:
+                decided.append((number, key, decide.decide_start(definition, data, now)))
+                seen.add(key)
+            except (UsageError, EventRejected) as exc:
+                report.rejected.append((number, exc.message))
+
+        def work(conn: Connection) -> int:
+            active = repo.active_keys(conn, definition.process, [key for _, key, _ in decided])
+            fresh = [(key, d) for number, key, d in decided if key not in active]
+            report.already_active.extend((n, k) for n, k, _ in decided if k in active)
+            self._insert_started(conn, definition, fresh, now, actor, source)
+            return len(fresh)
+
+        report.started += self._transaction(work)
+        if progress:
+            progress(len(chunk))
+
+    def _insert_started(
+        self,
+        conn: Connection,
+        definition: ProcessDefinition,
+        started: list[tuple[str, decide.Decision]],
+        now: datetime,
+        actor: str | None,
+        source: str,
+    ) -> list[int]:
+        if not started:
+            return []
+        real_now = self.clock.now()
+        state = definition.states[definition.initial]
+        ids = repo.insert_instances(
+            conn,
+            [
+                {
+                    "process": definition.process,
+                    "version": definition.version,
+                    "business_key": key,
+                    "state": state.name,
+                    "data": decision.data,
+                    "status": "closed" if state.final else "active",
+                    "queue": state.queue,
+                    "stage": state.stage,
+                    "outcome": state.outcome,
+                    "visit": 1,
+                    "row_version": 1,
+                    "created_at": real_now,
+                    "updated_at": real_now,
+                    "last_event_at": now,
+                }
+                for key, decision in started
+            ],
+        )
+        history_rows, timer_rows = [], []
+        for instance_id, (_, decision) in zip(ids, started, strict=True):
+            history_rows.append(
+                _history_row(instance_id, 1, now, real_now, actor, source, decision, definition.version)
+            )
+            timer_rows.extend(_timer_rows(instance_id, 1, decision, real_now))
+        repo.insert_history(conn, history_rows)
+        repo.insert_timers(conn, timer_rows)
+        return ids
+
+    # -- fire ------------------------------------------------------------------------------------
+    def fire(
+        self,
+        ref: InstanceRef,
+        event: str,
+        input: dict[str, Any] | None = None,
+        *,
+        actor: str | None = None,
+        roles: Iterable[str] = (),
+        idempotency_key: str | None = None,
+        at: datetime | None = None,
+        source: str = "staff",
+    ) -> FireResult:
+        """Send a staff event. Rejections raise and change nothing."""
+        requested = as_utc(at) if at is not None else None
+        role_set = frozenset(roles)
+
+        def work(conn: Connection) -> FireResult:
+            instance = self._resolve(conn, ref)
+            if idempotency_key:
+                earlier = repo.find_by_idempotency_key(conn, instance.id, idempotency_key)
+                if earlier is not None:
+                    return FireResult(instance, earlier, replayed=True)
+            now = self._event_time(instance, requested)
+            definition = self._load_definition(conn, instance.process, instance.version)
+            decision = decide.decide_event(definition, _view(instance), event, input, role_set, now)
+            entry = self._apply(conn, instance, definition, decision, now, actor, source, idempotency_key)
+            return FireResult(repo.get_instance(conn, instance.id), entry)
+
+        return self._transaction(work)
+
+    def _event_time(self, instance: InstanceRecord, requested: datetime | None) -> datetime:
+        """History never goes backwards: an explicit earlier time is refused; the clock is clamped."""
+        if requested is None:
+            return max(self.clock.now(), instance.last_event_at)
+        if requested < instance.last_event_at:
+            raise UsageError(
+                f"--at {requested.isoformat()} is before the instance's last event at "
+                f"{instance.last_event_at.isoformat()}; history never goes backwards"
+            )
+        return requested
+
+    def _apply(
+        self,
+        conn: Connection,
+        instance: InstanceRecord,
+        definition: ProcessDefinition,
+        decision: decide.Decision,
+        at: datetime,
+        actor: str | None,
+        source: str,
+        idempotency_key: str | None = None,
+    ) -> HistoryRecord:
+        real_now = self.clock.now()
+        seq = instance.row_version + 1
+        values: dict[str, Any] = {
+            "row_version": seq,
+            "updated_at": real_now,
+            "last_event_at": at,
+            "data": decision.data,
+        }
+        visit = instance.visit + 1
+        if decision.entered:
+            state = decision.state_info
+            values.update(
+                state=state.name,
+                visit=visit,
+                queue=state.queue,
+                stage=state.stage,
+                outcome=state.outcome,
+                status="closed" if state.final else "active",
+            )
+        if not repo.update_instance(conn, instance.id, instance.row_version, values):
+            raise ConflictError(
+                f"instance {instance.id} was changed by someone else at the same time; "
+                "nothing was applied: look at it again and retry"
+            )
+        row = _history_row(
+            instance.id, seq, at, real_now, actor, source, decision, instance.version, idempotency_key
+        )
+        repo.insert_history(conn, [row])
+        if decision.entered:
+            repo.cancel_pending_timers(conn, instance.id)
+            repo.insert_timers(conn, _timer_rows(instance.id, visit, decision, real_now))
+        return _history_record(row)
+
+    # -- timers ----------------------------------------------------------------------------------
+    def tick(self, until: datetime | None = None, *, limit: int | None = None) -> TickReport:
+        """Fire every pending timer due by ``until`` (default: now), in due order, each in its own
+        transaction, including timers armed by those firings that come due by ``until``."""
+        bound = as_utc(until) if until is not None else self.clock.now()
+        report = TickReport(bound)
+        while limit is None or len(report.fired) < limit:
+            fired = self._transaction(lambda conn: self._fire_next_due(conn, bound))
+            if fired is None:
+                break
+            report.fired.append(fired)
+            log.info(
+                "timer %s (%s) of instance %s: %s %s -> %s, %.1fs late",
+                fired.timer.id,
+                fired.timer.name,
+                fired.instance_id,
+                fired.outcome,
+                fired.from_state,
+                fired.to_state,
+                fired.lateness_seconds,
+            )
+        return report
+
+    def _fire_next_due(self, conn: Connection, until: datetime) -> FiredTimer | None:
+        claimed = repo.claim_due_timer(conn, until)
+        if claimed is None:
+            return None
+        timer, instance = claimed
+        real_now = self.clock.now()
+        lateness = max(0.0, (real_now - timer.due_at).total_seconds())
+        if instance.status != "active" or instance.visit != timer.visit or instance.state != timer.state:
+            repo.finish_timer(conn, timer.id, "cancelled", None, None)
+            return FiredTimer(timer, "stale", instance.id, instance.state, instance.state, 0.0)
+        definition = self._load_definition(conn, instance.process, instance.version)
+        at = max(timer.due_at, instance.last_event_at)
+        try:
+            decision = decide.decide_timer(definition, _view(instance), timer.timer_index, at)
+        except EventRejected as exc:
+            return self._timer_failed(conn, timer, instance, exc.message, real_now, lateness)
+        repo.finish_timer(conn, timer.id, "fired" if decision.taken else "skipped", real_now, lateness)
+        self._apply(conn, instance, definition, decision, at, "timer", "timer")
+        outcome = "fired" if decision.taken else "skipped"
+        return FiredTimer(
+            timer, outcome, instance.id, instance.state, decision.to_state, lateness, decision.note
+        )
+
+    def _timer_failed(
+        self,
+        conn: Connection,
+        timer: TimerRecord,
+        instance: InstanceRecord,
+        reason: str,
+        real_now: datetime,
+        lateness: float,
+    ) -> FiredTimer:
+        """A timer whose step is invalid (e.g. data no longer fits) is recorded, not retried for ever."""
+        repo.finish_timer(conn, timer.id, "failed", real_now, lateness)
+        note = f"timer could not fire: {reason}"
+        failed = decide.Decision(
+            event=timer.name,
+            from_state=instance.state,
+            to_state=instance.state,
+            entered=False,
+            data=dict(instance.data),
+            changes={},
+            taken=False,
+            note=note,
+        )
+        at = max(timer.due_at, instance.last_event_at)
+        self._apply(
+            conn,
+            instance,
+            self._load_definition(conn, instance.process, instance.version),
+            failed,
+            at,
+            "timer",
+            "timer",
+        )
+        log.warning("timer %s of instance %s failed: %s", timer.id, instance.id, reason)
+        return FiredTimer(timer, "failed", instance.id, instance.state, instance.state, lateness, note)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest pending timer is due (None when nothing is pending)."""
+        return self._read(repo.next_due)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def get(self, ref: InstanceRef) -> InstanceRecord:
+        return self._read(lambda conn: self._resolve(conn, ref))
+
+    def history(self, ref: InstanceRef) -> list[HistoryRecord]:
+        return self._read(lambda conn: repo.get_history(conn, self._resolve(conn, ref).id))
+
+    def list_instances(self, **filters: Any) -> list[InstanceRecord]:
+        return self._read(lambda conn: repo.list_instances(conn, **filters))
+
+    def timers(
+        self,
+        *,
+        due_before: datetime | None = None,
+        instance: InstanceRef | None = None,
+        status: str | None = "pending",
+    ) -> list[TimerRecord]:
+        def work(conn: Connection) -> list[TimerRecord]:
+            instance_id = self._resolve(conn, instance).id if instance is not None else None
+            bound = as_utc(due_before) if due_before else None
+            return repo.list_timers(conn, due_before=bound, instance_id=instance_id, status=status)
+
+        return self._read(work)
+
+    def summary(self, process: str | None = None) -> list[tuple[str, str, str, int]]:
+        return self._read(lambda conn: repo.count_by_state(conn, process))
+
+    def allowed_events(self, ref: InstanceRef) -> list[str]:
+        instance = self.get(ref)
+        if instance.status != "active":
+            return []
+        return list(self.definition(instance.process, instance.version).states[instance.state].events)
+
+    # -- plumbing --------------------------------------------------------------------------------
+    def _resolve(self, conn: Connection, ref: InstanceRef) -> InstanceRecord:
+        instance_id = _as_id(ref)
+        if instance_id is not None:
+            found = repo.get_instance(conn, instance_id)
+            if found is None:
+                raise NotFoundError(f"instance {instance_id} does not exist; see salesflow list")
+            return found
+        process, _, key = str(ref).partition("/")
+        if not key:
+            raise UsageError(f"'{ref}' is not an instance; give the id start printed, or PROCESS/KEY")
+        found = repo.find_instance_by_key(conn, process, key)
+        if found is None:
+            raise NotFoundError(f"no instance of process '{process}' with key '{key}'; see salesflow list")
+        return found
+
+    def _logical(self, at: datetime | None) -> datetime:
+        return as_utc(at) if at is not None else self.clock.now()
+
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction; retry it whole on deadlocks, serialization
+        failures and lost connections (PostgreSQL), which leave nothing applied."""
+        for attempt in range(1, RETRIES + 1):
+            try:
+                with self.db.begin() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if attempt == RETRIES or not _retryable(exc):
+                    raise
+                log.warning("retrying after %s (attempt %d)", type(exc.orig).__name__, attempt)
+        raise AssertionError("unreachable")
+
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        with self.db.connect() as conn:
+            conn = conn.execution_options(**{database.READONLY_OPTION: True})
+            with conn.begin():
+                return work(conn)
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "sqlstate", None)
+    return code in {"40001", "40P01", "55P03"}
+
+
+def _as_id(ref: InstanceRef) -> int | None:
+    if isinstance(ref, int):
+        return ref
+    text = str(ref).strip()
+    return int(text) if text.isdigit() else None
+
+
+def _view(instance: InstanceRecord) -> decide.InstanceView:
+    return decide.InstanceView(instance.state, instance.data, instance.status == "active")
+
+
+def _history_row(
+    instance_id: int,
+    seq: int,
+    at: datetime,
+    recorded_at: datetime,
+    actor: str | None,
+    source: str,
+    decision: decide.Decision,
+    version: int,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "instance_id": instance_id,
+        "seq": seq,
+        "at": at,
+        "recorded_at": recorded_at,
+        "actor": actor,
+        "source": source,
+        "event": decision.event,
+        "from_state": decision.from_state,
+        "to_state": decision.to_state,
+        "input": decision.input,
+        "data_changes": decision.changes or None,
+        "definition_version": version,
+        "note": decision.note,
+        "idempotency_key": idempotency_key,
+    }
+
+
+def _history_record(row: dict[str, Any]) -> HistoryRecord:
+    return HistoryRecord(**{k: v for k, v in row.items()})
+
+
+def _timer_rows(
+    instance_id: int, visit: int, decision: decide.Decision, now: datetime
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "instance_id": instance_id,
+            "visit": visit,
+            "timer_index": plan.index,
+            "name": plan.name,
+            "state": decision.to_state,
+            "due_at": plan.due_at,
+            "status": "pending",
+            "fired_at": None,
+            "lateness_seconds": None,
+            "created_at": now,
+        }
+        for plan in decision.timers
+    ]

@@ -1,0 +1,197 @@
+"""Database engines from a URL, and the schema brought to the current migration.
+
+SQLite (one host): WAL, a busy timeout, foreign keys on, and every write transaction begun with
+``BEGIN IMMEDIATE`` so it takes the write lock up front instead of failing with "database is
+locked" halfway through (P21). PostgreSQL: READ COMMITTED, ``pool_pre_ping`` and server-side
+timeouts so a stalled session cannot hold row locks for ever (P4, P22).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.pool import StaticPool
+
+from engine import errors
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+# Execution option a reader sets to begin SQLite transactions without taking the write lock.
+READONLY_OPTION = "salesflow_readonly"
+
+# Any constant works; every salesflow migrator on one PostgreSQL database agrees on it.
+_MIGRATION_LOCK_KEY = 0x5A1E5F10
+
+
+def create_db_engine(
+    url: str | URL,
+    *,
+    search_path: str | None = None,
+    busy_timeout_ms: int = 30_000,
+    lock_timeout: str = "10s",
+    statement_timeout: str = "60s",
+    idle_in_transaction_session_timeout: str = "60s",
+    **kw: Any,
+) -> Engine:
+    """Build an engine for ``sqlite:///path.db`` or ``postgresql://...`` (psycopg 3).
+
+    ``search_path`` (PostgreSQL) puts the tables in that schema; extra ``kw`` go to
+    :func:`sqlalchemy.create_engine`. Nothing connects until the engine is first used.
+    """
+    parsed = _parse_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, busy_timeout_ms, **kw)
+    settings = {
+        "lock_timeout": lock_timeout,
+        "statement_timeout": statement_timeout,
+        "idle_in_transaction_session_timeout": idle_in_transaction_session_timeout,
+    }
+    if search_path:
+        settings["search_path"] = search_path
+    return _postgresql_engine(parsed, settings, **kw)
+
+
+def _parse_url(url: str | URL) -> URL:
+    """Parse and normalise: bare ``postgresql://`` / ``postgres://`` mean psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise errors.UsageError(
+            f"cannot parse database URL {redact(url)!r}: {exc}; "
+            "use sqlite:///path.db or postgresql://user@host/dbname"
+        ) from None
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise errors.UsageError(
+            f"unsupported database URL {redact(parsed)!r}; "
+            "use sqlite:///path.db or postgresql://user@host/dbname"
+        )
+    return parsed
+
+
+def _sqlite_engine(url: URL, busy_timeout_ms: int, **kw: Any) -> Engine:
+    if url.database in (None, "", ":memory:"):
+        # One shared connection, or every checkout would see a different empty database.
+        kw.setdefault("poolclass", StaticPool)
+        kw.setdefault("connect_args", {}).setdefault("check_same_thread", False)
+    engine = create_engine(url, **kw)
+    event.listen(engine, "connect", functools.partial(_sqlite_on_connect, busy_timeout_ms))
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(busy_timeout_ms: int, dbapi_connection: Any, _record: Any) -> None:
+    """Per-connection settings; pysqlite's own transaction handling is switched off (we BEGIN)."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        # busy_timeout first: switching to WAL needs a lock another process may hold.
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    """Writers lock up front; a deferred read-then-write would fail at once when busy (P21)."""
+    readonly = conn.get_execution_options().get(READONLY_OPTION, False)
+    conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+def _postgresql_engine(url: URL, settings: dict[str, str], **kw: Any) -> Engine:
+    """Server settings travel as libpq ``options``, merged with any already in the URL."""
+    connect_args = dict(kw.pop("connect_args", {}))
+    from_url = url.query.get("options", ())
+    options = [f"-c {name}={value}" for name, value in settings.items()]
+    options += [from_url] if isinstance(from_url, str) else list(from_url)
+    options += [connect_args["options"]] if connect_args.get("options") else []
+    connect_args["options"] = " ".join(options)  # later settings win: the caller's override ours
+    kw.setdefault("pool_pre_ping", True)
+    kw.setdefault("isolation_level", "READ COMMITTED")
+    return create_engine(url, connect_args=connect_args, **kw)
+
+
+def redact(url: str | URL) -> str:
+    """The URL with its password hidden, for messages and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+@functools.cache
+def head_revision() -> str | None:
+    """The newest migration shipped with this code."""
+    return ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The migration the database is at; None for an empty database."""
+    with engine.connect() as conn:
+        conn.execution_options(**{READONLY_OPTION: True})
+        with conn.begin():
+            return _revision(conn)
+
+
+def _revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def migrate(engine: Engine) -> bool:
+    """Upgrade the database to head; return whether anything was done.
+
+    The cheap check runs first without the write lock; the upgrade itself runs in one transaction
+    that holds the write lock (SQLite) or an advisory lock (PostgreSQL) and re-checks, so several
+    processes migrating one database at once is safe: one upgrades, the others find it done.
+    """
+    if current_revision(engine) == head_revision():
+        return False
+    with engine.begin() as conn:
+        take_migration_lock(conn)
+        if _revision(conn) == head_revision():  # another process got there first
+            return False
+        config = _alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    log.info("database %s upgraded to %s", redact(engine.url), head_revision())
+    return True
+
+
+def take_migration_lock(conn: Connection) -> None:
+    """Serialise migrators. SQLite needs nothing: BEGIN IMMEDIATE already holds the write lock."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})")
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Make the schema usable: SQLite is created/upgraded on first use; PostgreSQL must be
+    migrated explicitly (a shared server's schema changes are an operator's decision)."""
+    if engine.dialect.name == "sqlite":
+        migrate(engine)
+        return
+    if current_revision(engine) != head_revision():
+        url = redact(engine.url)
+        raise errors.UsageError(
+            f"database at {url} is not initialised (or is out of date); run: salesflow db upgrade --db {url}"
+        )
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    return config

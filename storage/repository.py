@@ -1,0 +1,384 @@
+"""Row <-> value mapping and every query the runtime runs. Repositories never commit.
+
+SQLAlchemy rows do not leave this module: callers get the frozen records defined here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, func, insert, select, text, update
+
+from storage.tables import PENDING_TIMER, definitions, history, instances, timers
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    id: int
+    process: str
+    version: int
+    key: str
+    state: str
+    data: dict[str, Any]
+    status: str
+    queue: str | None
+    stage: str | None
+    outcome: str | None
+    visit: int
+    row_version: int
+    created_at: datetime
+    updated_at: datetime
+    last_event_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "process": self.process,
+            "version": self.version,
+            "key": self.key,
+            "state": self.state,
+            "status": self.status,
+            "queue": self.queue,
+            "stage": self.stage,
+            "outcome": self.outcome,
+            "data": self.data,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    instance_id: int
+    seq: int
+    at: datetime
+    recorded_at: datetime
+    actor: str | None
+    source: str
+    event: str
+    from_state: str | None
+    to_state: str | None
+    input: dict[str, Any] | None
+    data_changes: dict[str, Any] | None
+    definition_version: int
+    note: str | None
+    idempotency_key: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "recorded_at": self.recorded_at.isoformat(),
+            "actor": self.actor,
+            "source": self.source,
+            "event": self.event,
+            "from": self.from_state,
+            "to": self.to_state,
+            "input": self.input,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class TimerRecord:
+    id: int
+    instance_id: int
+    visit: int
+    timer_index: int
+    name: str
+    state: str
+    due_at: datetime
+    status: str
+    fired_at: datetime | None
+    lateness_seconds: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "instance": self.instance_id,
+            "name": self.name,
+            "state": self.state,
+            "due_at": self.due_at.isoformat(),
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class DefinitionRecord:
+    process: str
+    version: int
+    content_hash: str
+    source: str
+    deployed_at: datetime
+
+
+# -- definitions ---------------------------------------------------------------------------------
+def find_definition(conn: Connection, process: str, version: int | None) -> DefinitionRecord | None:
+    """That version, or the latest one when ``version`` is None."""
+    query = select(definitions).where(definitions.c.process == process)
+    query = (
+        query.where(definitions.c.version == version)
+        if version is not None
+        else query.order_by(definitions.c.version.desc()).limit(1)
+    )
+    row = conn.execute(query).first()
+    return _definition(row) if row else None
+
+
+def insert_definition(conn: Connection, record: DefinitionRecord) -> None:
+    conn.execute(
+        insert(definitions).values(
+            process=record.process,
+            version=record.version,
+            content_hash=record.content_hash,
+            source=record.source,
+            deployed_at=record.deployed_at,
+        )
+    )
+
+
+def list_processes(conn: Connection) -> list[str]:
+    return list(
+        conn.execute(select(definitions.c.process).distinct().order_by(definitions.c.process)).scalars()
+    )
+
+
+def _definition(row: Row) -> DefinitionRecord:
+    return DefinitionRecord(row.process, row.version, row.content_hash, row.source, row.deployed_at)
+
+
+# -- instances -----------------------------------------------------------------------------------
+def get_instance(conn: Connection, instance_id: int, lock: bool = False) -> InstanceRecord | None:
+    query = select(instances).where(instances.c.id == instance_id)
+    if lock:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return _instance(row) if row else None
+
+
+def find_instance_by_key(conn: Connection, process: str, key: str) -> InstanceRecord | None:
+    """The active instance for (process, key), else the most recently created closed one."""
+    query = (
+        select(instances)
+        .where(instances.c.process == process, instances.c.business_key == key)
+        .order_by((instances.c.status == "active").desc(), instances.c.id.desc())
+        .limit(1)
+    )
+    row = conn.execute(query).first()
+    return _instance(row) if row else None
+
+
+def active_keys(conn: Connection, process: str, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` already have an active instance of ``process``."""
+    found: set[str] = set()
+    for chunk in _chunks(list(keys), 500):
+        query = select(instances.c.business_key).where(
+            instances.c.process == process,
+            instances.c.business_key.in_(chunk),
+            text("instances.status = 'active'"),
+        )
+        found.update(conn.execute(query).scalars())
+    return found
+
+
+def insert_instances(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert instance rows; return their ids in the same order."""
+    if len(rows) == 1:
+        return [conn.execute(insert(instances).values(**rows[0]).returning(instances.c.id)).scalar_one()]
+    result = conn.execute(insert(instances).returning(instances.c.id, sort_by_parameter_order=True), rows)
+    return list(result.scalars())
+
+
+def update_instance(
+    conn: Connection, instance_id: int, expected_version: int, values: dict[str, Any]
+) -> bool:
+    """Version-checked update; False when someone else changed the row first."""
+    result = conn.execute(
+        update(instances)
+        .where(instances.c.id == instance_id, instances.c.row_version == expected_version)
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def list_instances(
+    conn: Connection,
+    *,
+    process: str | None = None,
+    state: str | None = None,
+    queue: str | None = None,
+    key: str | None = None,
+    closed: bool = False,
+    limit: int = 1000,
+) -> list[InstanceRecord]:
+    query = select(instances).where(instances.c.status == ("closed" if closed else "active"))
+    for column, value in (("process", process), ("state", state), ("queue", queue), ("business_key", key)):
+        if value is not None:
+            query = query.where(instances.c[column] == value)
+    rows = conn.execute(query.order_by(instances.c.id).limit(limit))
+    return [_instance(row) for row in rows]
+
+
+def count_by_state(conn: Connection, process: str | None = None) -> list[tuple[str, str, str, int]]:
+    """(process, state, status, count) rows, for summaries."""
+    query = select(instances.c.process, instances.c.state, instances.c.status, func.count()).group_by(
+        instances.c.process, instances.c.state, instances.c.status
+    )
+    if process:
+        query = query.where(instances.c.process == process)
+    return [tuple(row) for row in conn.execute(query.order_by(instances.c.process, instances.c.state))]
+
+
+def _instance(row: Row) -> InstanceRecord:
+    return _instance_from_mapping(row._mapping)
+
+
+# -- history -------------------------------------------------------------------------------------
+def insert_history(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    conn.execute(insert(history), rows)
+
+
+def find_by_idempotency_key(conn: Connection, instance_id: int, key: str) -> HistoryRecord | None:
+    row = conn.execute(
+        select(history).where(history.c.instance_id == instance_id, history.c.idempotency_key == key)
+    ).first()
+    return _history(row) if row else None
+
+
+def get_history(conn: Connection, instance_id: int) -> list[HistoryRecord]:
+    rows = conn.execute(select(history).where(history.c.instance_id == instance_id).order_by(history.c.seq))
+    return [_history(row) for row in rows]
+
+
+def _history(row: Row) -> HistoryRecord:
+    return HistoryRecord(
+        instance_id=row.instance_id,
+        seq=row.seq,
+        at=row.at,
+        recorded_at=row.recorded_at,
+        actor=row.actor,
+        source=row.source,
+        event=row.event,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        input=row.input,
+        data_changes=row.data_changes,
+        definition_version=row.definition_version,
+        note=row.note,
+        idempotency_key=row.idempotency_key,
+    )
+
+
+# -- timers --------------------------------------------------------------------------------------
+def insert_timers(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(timers), rows)
+
+
+def cancel_pending_timers(conn: Connection, instance_id: int) -> None:
+    conn.execute(
+        update(timers)
+        .where(timers.c.instance_id == instance_id, text(f"timers.{PENDING_TIMER}"))
+        .values(status="cancelled")
+    )
+
+
+def claim_due_timer(conn: Connection, until: datetime) -> tuple[TimerRecord, InstanceRecord] | None:
+    """The oldest due pending timer and its instance, both locked (PostgreSQL: rows another worker
+    holds are skipped, so workers never wait on each other nor take the same timer; SQLite: the
+    transaction's write lock already makes this worker the only one)."""
+    query = (
+        select(timers, instances)
+        .join(instances, instances.c.id == timers.c.instance_id)
+        .where(text(f"timers.{PENDING_TIMER}"), timers.c.due_at <= until)
+        .order_by(timers.c.due_at, timers.c.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=[timers, instances])
+    )
+    row = conn.execute(query).first()
+    if row is None:
+        return None
+    return _timer_from_mapping(row._mapping), _instance_from_mapping(row._mapping)
+
+
+def finish_timer(
+    conn: Connection, timer_id: int, status: str, fired_at: datetime | None, lateness: float | None
+) -> None:
+    conn.execute(
+        update(timers)
+        .where(timers.c.id == timer_id)
+        .values(status=status, fired_at=fired_at, lateness_seconds=lateness)
+    )
+
+
+def next_due(conn: Connection) -> datetime | None:
+    query = select(func.min(timers.c.due_at)).where(text(f"timers.{PENDING_TIMER}"))
+    return conn.execute(query).scalar()
+
+
+def list_timers(
+    conn: Connection,
+    *,
+    due_before: datetime | None = None,
+    instance_id: int | None = None,
+    status: str | None = "pending",
+    limit: int = 1000,
+) -> list[TimerRecord]:
+    conditions = []
+    if status is not None:
+        conditions.append(timers.c.status == status)
+    if due_before is not None:
+        conditions.append(timers.c.due_at <= due_before)
+    if instance_id is not None:
+        conditions.append(timers.c.instance_id == instance_id)
+    query = select(timers).where(and_(*conditions)).order_by(timers.c.due_at, timers.c.id).limit(limit)
+    return [_timer(row) for row in conn.execute(query)]
+
+
+def _timer(row: Row) -> TimerRecord:
+    return _timer_from_mapping(row._mapping)
+
+
+def _timer_from_mapping(mapping: Any) -> TimerRecord:
+    c = timers.c
+    return TimerRecord(
+        id=mapping[c.id],
+        instance_id=mapping[c.instance_id],
+        visit=mapping[c.visit],
+        timer_index=mapping[c.timer_index],
+        name=mapping[c.name],
+        state=mapping[c.state],
+        due_at=mapping[c.due_at],
+        status=mapping[c.status],
+        fired_at=mapping[c.fired_at],
+        lateness_seconds=mapping[c.lateness_seconds],
+    )
+
+
+def _instance_from_mapping(mapping: Any) -> InstanceRecord:
+    c = instances.c
+    return InstanceRecord(
+        id=mapping[c.id],
+        process=mapping[c.process],
+        version=mapping[c.version],
+        key=mapping[c.business_key],
+        state=mapping[c.state],
+        data=mapping[c.data],
+        status=mapping[c.status],
+        queue=mapping[c.queue],
+        stage=mapping[c.stage],
+        outcome=mapping[c.outcome],
+        visit=mapping[c.visit],
+        row_version=mapping[c.row_version],
+        created_at=mapping[c.created_at],
+        updated_at=mapping[c.updated_at],
+        last_event_at=mapping[c.last_event_at],
+    )
+
+
+def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
