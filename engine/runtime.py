@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from engine import decide, loader
+from engine import decide, failpoints, loader
 from engine.clock import Clock, SystemClock, as_utc
 from engine.definition import ProcessDefinition
 from engine.errors import ConflictError, EventRejected, NotFoundError, UsageError
@@ -200,12 +200,13 @@ class Engine:
         source: str = "import",
         chunk_size: int = 1000,
         progress: Callable[[int], None] | None = None,
+        report: BulkReport | None = None,
     ) -> BulkReport:
         """Bulk start from (row number, key, data) rows. Each chunk is one transaction; a bad row is
         rejected with its reason and never stops or half-applies the others."""
         now = self._logical(at)
         definition = self.definition(process, version)
-        report = BulkReport()
+        report = report if report is not None else BulkReport()
         chunk: list[tuple[int, str, dict[str, Any]]] = []
         for row in rows:
             chunk.append(row)
@@ -374,13 +375,16 @@ class Engine:
                 f"instance {instance.id} was changed by someone else at the same time; "
                 "nothing was applied: look at it again and retry"
             )
+        failpoints.hit("after_instance_update")
         row = _history_row(
             instance.id, seq, at, real_now, actor, source, decision, instance.version, idempotency_key
         )
         repo.insert_history(conn, [row])
+        failpoints.hit("after_history")
         if decision.entered:
             repo.cancel_pending_timers(conn, instance.id)
             repo.insert_timers(conn, _timer_rows(instance.id, visit, decision, real_now))
+        failpoints.hit("after_timers")
         return _history_record(row)
 
     # -- timers ----------------------------------------------------------------------------------
@@ -526,7 +530,9 @@ class Engine:
         for attempt in range(1, RETRIES + 1):
             try:
                 with self.db.begin() as conn:
-                    return work(conn)
+                    result = work(conn)
+                    failpoints.hit("before_commit")
+                    return result
             except DBAPIError as exc:
                 if attempt == RETRIES or not _retryable(exc):
                     raise

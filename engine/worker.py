@@ -1,0 +1,90 @@
+"""The timer worker: APScheduler 3 as an alarm clock, never as the keeper of business timers.
+
+An in-memory interval job polls (the guarantee: nothing is missed even if a wake-up is), and after
+each tick a one-off job is set for the next due instant (the hint: timers fire close to on time).
+All business timers live in salesflow's own table, so any number of workers on any number of hosts
+can run against one database: PostgreSQL's SKIP LOCKED makes sure none fires a timer twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from datetime import UTC, timedelta
+from typing import Any
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from engine.runtime import Engine
+
+log = logging.getLogger(__name__)
+
+POLL_JOB = "salesflow-poll"
+WAKE_JOB = "salesflow-wake"
+BATCH = 200
+
+
+class Worker:
+    """Ticks ``engine`` every ``interval`` seconds and at the next due instant."""
+
+    def __init__(self, engine: Engine, interval: float = 5.0) -> None:
+        if interval <= 0:
+            raise ValueError("--interval must be a positive number of seconds")
+        self.engine = engine
+        self.interval = interval
+        self._stopping = False
+        self.scheduler = BlockingScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+
+    def tick(self) -> None:
+        """One round: fire what is due, then set the alarm for the next due timer."""
+        try:
+            fired = 0
+            while not self._stopping:  # in batches, so a stop never waits for a long backlog
+                batch = len(self.engine.tick(limit=BATCH).fired)
+                fired += batch
+                if batch < BATCH:
+                    break
+            if fired:
+                log.info("tick handled %d timers", fired)
+            if not self._stopping:
+                self._set_alarm()
+        except Exception:  # a lost database must not kill the worker: the next poll retries
+            log.exception("tick failed; retrying at the next poll")
+
+    def _set_alarm(self) -> None:
+        due = self.engine.next_due()
+        if due is None:
+            return
+        now = self.engine.clock.now()
+        if due - now < timedelta(seconds=self.interval):
+            self.scheduler.add_job(
+                self.tick, "date", run_date=max(due, now), id=WAKE_JOB, replace_existing=True
+            )
+
+    def stop(self, signum: int | None = None, _frame: Any = None) -> None:
+        log.info("stopping worker (signal %s); the timer being fired finishes first", signum)
+        self._stopping = True
+        self.scheduler.shutdown(wait=True)
+
+    def run(self) -> None:
+        self.scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.interval,
+            id=POLL_JOB,
+            next_run_time=self.engine.clock.now(),
+        )
+        signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGTERM, self.stop)
+        log.info("worker started on %s, polling every %ss", self.engine.url.split("@")[-1], self.interval)
+        self.scheduler.start()
+        log.info("worker stopped")
+
+
+def run(engine: Engine, interval: float = 5.0) -> None:
+    """Run a worker until SIGINT or SIGTERM."""
+    with engine:
+        Worker(engine, interval).run()
