@@ -13,8 +13,9 @@ from rich.table import Table
 
 from engine.errors import DefinitionError, SalesflowError
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+# Piped output (files, CI logs, tests) gets wide tables instead of rich's 80-column default.
+stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+stderr = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
 def emit_json(value: Any) -> None:

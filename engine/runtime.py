@@ -499,6 +499,17 @@ class Engine:
     def summary(self, process: str | None = None) -> list[tuple[str, str, str, int]]:
         return self._read(lambda conn: repo.count_by_state(conn, process))
 
+    def funnel(self, process: str) -> list[tuple[str, int]]:
+        """For each declared stage, in order, how many instances ever reached it."""
+        definition = self.definition(process)
+        stage_of = {state.name: state.stage for state in definition.states.values()}
+        reached: dict[str, set[int]] = {stage: set() for stage in definition.stages}
+        for instance_id, state in self._read(lambda conn: repo.states_reached(conn, process)):
+            stage = stage_of.get(state)
+            if stage in reached:
+                reached[stage].add(instance_id)
+        return [(stage, len(ids)) for stage, ids in reached.items()]
+
     def allowed_events(self, ref: InstanceRef) -> list[str]:
         instance = self.get(ref)
         if instance.status != "active":

@@ -382,3 +382,14 @@ def _instance_from_mapping(mapping: Any) -> InstanceRecord:
 def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def states_reached(conn: Connection, process: str) -> list[tuple[int, str]]:
+    """Distinct (instance id, state) pairs the instances of ``process`` have ever entered."""
+    query = (
+        select(history.c.instance_id, history.c.to_state)
+        .join(instances, instances.c.id == history.c.instance_id)
+        .where(instances.c.process == process, history.c.to_state.is_not(None))
+        .distinct()
+    )
+    return [(row[0], row[1]) for row in conn.execute(query)]
