@@ -20,6 +20,7 @@ from engine import calendars, durations, expressions
 from engine.definition import ProcessDefinition, SetField, State, Timer, Transition
 
 DATE_FORMATS = ("date", "date-time")
+JSON_TYPES = ("array", "boolean", "integer", "null", "number", "object", "string")
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Builder:
             jsonschema.Draft202012Validator.check_schema(schema)
         except SchemaError as exc:
             where = (*path, *exc.absolute_path)
-            self.error(where, f"invalid JSON Schema: {exc.message}")
+            self.error(where, f"invalid JSON Schema: {_schema_error_text(exc)}")
 
     def _check_initial(self) -> None:
         initial = self.raw["initial"]
@@ -273,6 +274,7 @@ class Builder:
             offset=self._duration((*path, "offset"), spec.get("offset")),
             guard=self._expression((*path, "when"), spec.get("when")),
             sets=self._sets((*path, "set"), spec.get("set")),
+            description=spec.get("description"),
         )
 
     def _duration(self, path: tuple[Any, ...], text: str | None) -> durations.Duration | None:
@@ -301,6 +303,17 @@ class Builder:
                     f"'at' reads data.{name}, which is not declared as a date; give it "
                     "format: date or format: date-time in the data schema",
                 )
+
+
+def _schema_error_text(exc: SchemaError) -> str:
+    """The metaschema's message, made readable for the common slip of a misspelt ``type``."""
+    path = list(exc.absolute_path)
+    if path and path[-1] == "type" and exc.validator == "anyOf" and isinstance(exc.instance, str):
+        return (
+            f"'{exc.instance}' is not a type; use one of {', '.join(JSON_TYPES)}"
+            f"{did_you_mean(exc.instance, JSON_TYPES)}"
+        )
+    return exc.message
 
 
 def _targets(state: State) -> list[str]:

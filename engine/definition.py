@@ -55,6 +55,7 @@ class Timer:
     offset: Duration | None = None
     guard: Expression | None = None
     sets: tuple[SetField, ...] = ()
+    description: str | None = None
 
     @property
     def is_internal(self) -> bool:

@@ -35,7 +35,10 @@ def _timer_label(timer: Timer) -> str:
         when = f"after {timer.delay.text}"
     else:
         assert timer.at is not None
-        when = f"at {timer.at.source}" + (f" {timer.offset.text}" if timer.offset else "")
+        offset = timer.offset.text if timer.offset else ""
+        if offset and offset[0] not in "+-":
+            offset = "+" + offset
+        when = f"at {timer.at.source}" + (f" {offset}" if offset else "")
     label = f"{timer.name} {when}"
     if timer.guard is not None:
         label += f" [{timer.guard.source}]"

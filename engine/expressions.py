@@ -110,5 +110,7 @@ def _first_line(exc: Exception) -> str:
     for line in text.splitlines():
         match = _CEL_SYNTAX.search(line)
         if match:
-            return f"{match.group(3).strip()} at column {match.group(2)}"
+            detail = match.group(3).strip()
+            detail = detail.replace("mismatched input '<EOF>'", "unexpected end of expression")
+            return f"{detail} at column {match.group(2)}"
     return text.splitlines()[0] if text else type(exc).__name__

@@ -48,7 +48,8 @@ def _explain(error: ValidationError) -> Iterator[Finding]:
         yield from _unknown_keys(error, path)
     elif error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
-        yield path, f"missing required key '{missing}'", False
+        if not _misspelt(error, missing):  # else the unknown-key message already names it
+            yield path, f"missing required key '{missing}'", False
     elif error.validator == "oneOf" and error.context:
         yield from _explain_choice(error, path)
     elif error.validator == "propertyNames":
@@ -62,6 +63,15 @@ def _unknown_keys(error: ValidationError, path: tuple[Any, ...]) -> Iterator[Fin
     for key in sorted(set(error.instance) - set(allowed)):
         hint = _did_you_mean(key, allowed)
         yield (*path, key), f"unknown key '{key}'{hint}; allowed here: {', '.join(allowed)}", True
+
+
+def _misspelt(error: ValidationError, *wanted: str) -> bool:
+    """Whether an unknown key of the instance is a near miss for one of ``wanted`` keys."""
+    allowed = sorted(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
+    if not isinstance(error.instance, dict) or not allowed:
+        return False
+    hints = {f" (did you mean '{name}'?)" for name in wanted}
+    return any(_did_you_mean(key, allowed) in hints for key in set(error.instance) - set(allowed))
 
 
 def _bad_names(error: ValidationError, path: tuple[Any, ...]) -> Iterator[Finding]:
@@ -85,7 +95,8 @@ def _explain_choice(error: ValidationError, path: tuple[Any, ...]) -> Iterator[F
             yield path, "'offset' goes with 'at' only; add it to the delay instead", False
             return
         if not {"delay", "at"} & set(value):
-            yield path, "a timer needs 'delay' (e.g. 7d) or 'at' (e.g. data.contract_end)", False
+            if not _misspelt(error, "delay", "at"):  # e.g. 'dealy': reported as an unknown key
+                yield path, "a timer needs 'delay' (e.g. 7d) or 'at' (e.g. data.contract_end)", False
             return
     wanted = {str: "string", dict: "object", list: "array"}.get(type(value))
     branch = [e for e in error.context if _branch_type(e) == wanted]

@@ -79,10 +79,44 @@ def load_located(text: str) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise YamlProblem(f"YAML syntax error: {exc.problem or exc.context}", line, col) from None
+        raise YamlProblem(f"YAML syntax error: {_syntax_message(exc)}", line, col) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(f"YAML error: {exc}", 1, 1) from None
     return builder.result()
+
+
+# PyYAML's wording, for whoever edits a process file: what is wrong and where it started.
+_OPENED = {
+    "while parsing a flow sequence": "in the [ ] list opened at",
+    "while parsing a flow mapping": "in the { } mapping opened at",
+    "while scanning a quoted scalar": "the quote opened at {where} is never closed",
+    "while scanning a double-quoted scalar": "in the quoted text opened at",
+    "while scanning a single-quoted scalar": "in the quoted text opened at",
+}
+
+
+def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or exc.context or "not valid YAML"
+    if problem.startswith("found character '\\t'"):
+        return "tab character found; indent with spaces, never tabs"
+    if problem.endswith("that cannot start any token"):
+        character = problem.removeprefix("found ").removesuffix(" that cannot start any token")
+        problem = f"{character} cannot start a value; put the value in quotes"
+    elif problem == "found unexpected end of stream":
+        problem = "the file ends unexpectedly"
+    elif problem.startswith("expected <block end>"):
+        problem = "this line is not indented like the lines above it; line it up with its neighbours"
+    elif problem == "mapping values are not allowed here":
+        problem = (
+            "unexpected ':' here; is a ':' missing on the line above, is this line indented too far, "
+            "or does a value containing ': ' need quotes?"
+        )
+    opened = _OPENED.get(exc.context or "")
+    start, end = exc.context_mark, exc.problem_mark
+    if opened and start is not None and (end is None or start.line != end.line):
+        where = f"line {start.line + 1}, column {start.column + 1}"
+        problem += f" ({opened.format(where=where)})" if "{where}" in opened else f" ({opened} {where})"
+    return problem
 
 
 def _where(mark: Any) -> tuple[int, int]:

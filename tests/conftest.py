@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from engine import runtime
+from engine.clock import ManualClock
 from storage import database
 
 POSTGRES_URL_VAR = "SALESFLOW_TEST_DATABASE_URL"
@@ -81,3 +84,35 @@ def db_engine(make_db_engine: Callable[..., Engine]) -> Engine:
     engine = make_db_engine()
     database.migrate(engine)
     return engine
+
+
+#: Where ``make_engine``'s manual clock starts unless a test gives its own clock (a Monday).
+ENGINE_START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def migrated_url(database_url: str) -> str:
+    """``database_url`` migrated to head (PostgreSQL must be, before an Engine may open it)."""
+    engine = database.create_db_engine(database_url)
+    try:
+        database.migrate(engine)
+    finally:
+        engine.dispose()
+    return database_url
+
+
+@pytest.fixture
+def make_engine(migrated_url: str) -> Iterator[Callable[..., runtime.Engine]]:
+    """Factory: ``make_engine(clock=None, **engine_options)`` gives a salesflow Engine on this test's
+    database, on a ManualClock at ENGINE_START unless a clock is given; all are closed afterwards.
+    Several engines on one database behave like several processes (or a restart)."""
+    engines: list[runtime.Engine] = []
+
+    def make(clock: Any = None, **options: Any) -> runtime.Engine:
+        engine = runtime.Engine(migrated_url, clock or ManualClock(ENGINE_START), **options)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.close()
