@@ -164,6 +164,7 @@ def _progress(as_json: bool) -> Progress:
 
 def _summarise(report: BulkReport, as_json: bool) -> None:
     report.rejected.sort()
+    report.already_active.sort()  # duplicates within a chunk are found before the chunk's active keys
     if as_json:
         out.emit_json(
             {

@@ -420,6 +420,8 @@ def worker(
     from engine import worker as worker_module
 
     logging.getLogger().setLevel(logging.INFO)
+    for noisy in ("apscheduler", "alembic"):  # their per-run chatter would drown the timer lines
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     _run(False, lambda: worker_module.run(_engine(db), interval))
 
 

@@ -112,5 +112,7 @@ def _first_line(exc: Exception) -> str:
         if match:
             detail = match.group(3).strip()
             detail = detail.replace("mismatched input '<EOF>'", "unexpected end of expression")
+            if "Recursion limit" in detail:  # the parser's depth guard, shown as the library's debug text
+                detail = "Syntax error: brackets or operators are nested too deeply"
             return f"{detail} at column {match.group(2)}"
     return text.splitlines()[0] if text else type(exc).__name__

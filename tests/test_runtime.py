@@ -90,7 +90,9 @@ def test_other_content_under_a_deployed_version_is_refused_and_says_to_bump(engi
 
 def test_running_instances_stay_on_their_version_while_new_starts_use_the_latest(engine: Engine) -> None:
     old = new_lead(engine, "old-client")
-    v2 = engine.deploy(loader.load_text(offer_loop_text(("\nversion: 1\n", "\nversion: 2\n"), ("delay: 2w", "delay: 3w"))))
+    v2 = engine.deploy(
+        loader.load_text(offer_loop_text(("\nversion: 1\n", "\nversion: 2\n"), ("delay: 2w", "delay: 3w")))
+    )
     new = new_lead(engine, "new-client")
 
     assert (v2.version, v2.created) == (2, True)
@@ -132,7 +134,12 @@ def test_start_creates_an_instance_in_the_initial_state_with_a_start_row(engine:
     instance = result.instance
     assert result.created is True
     assert (instance.process, instance.version, instance.key) == ("offer_loop", 1, "c1")
-    assert (instance.state, instance.status, instance.queue, instance.stage) == ("new", "active", "inbox", "lead")
+    assert (instance.state, instance.status, instance.queue, instance.stage) == (
+        "new",
+        "active",
+        "inbox",
+        "lead",
+    )
     assert instance.data == {"name": "Acme", "employees": 40}
     assert engine.get("offer_loop/c1") == instance
     [entry] = engine.history(instance.id)
@@ -177,7 +184,9 @@ def test_start_arms_the_timers_of_the_initial_state(engine: Engine) -> None:
     ("process", "key", "error", "fragment"),
     [
         pytest.param("offer_loop", " ", UsageError, "business key is empty", id="empty-key"),
-        pytest.param("no_such_process", "c1", NotFoundError, "'no_such_process' is not deployed", id="unknown"),
+        pytest.param(
+            "no_such_process", "c1", NotFoundError, "'no_such_process' is not deployed", id="unknown"
+        ),
     ],
 )
 def test_start_refuses_an_empty_key_or_an_undeployed_process(
@@ -234,7 +243,11 @@ REJECTIONS = [
     pytest.param(
         "offer_sent",
         ("accepted", {"amount": 0}, []),
-        ["refused in state 'offer_sent': no condition held", "'input.amount >= 10000.0'", "'input.amount > 0.0'"],
+        [
+            "refused in state 'offer_sent': no condition held",
+            "'input.amount >= 10000.0'",
+            "'input.amount > 0.0'",
+        ],
         id="no-guard-held",
     ),
     pytest.param(
@@ -336,7 +349,13 @@ def test_an_internal_transition_keeps_the_state_and_its_timers(engine: Engine) -
     after = engine.fire(instance.id, "add_note", {"note": "asked for a demo"}).instance
 
     assert (after.state, after.queue) == ("offer_sent", "follow_up")
-    assert after.data == {"name": "Acme", "amount": 500, "attempts": 1, "note": "asked for a demo", "notes": 1}
+    assert after.data == {
+        "name": "Acme",
+        "amount": 500,
+        "attempts": 1,
+        "note": "asked for a demo",
+        "notes": 1,
+    }
     assert engine.timers(instance=instance.id, status=None) == timers_before
     assert timers_before[0].due_at == T0 + timedelta(weeks=2)
 
