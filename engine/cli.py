@@ -112,7 +112,8 @@ def validate(
             for problem in result.errors + result.warnings:
                 out.warn(str(problem))
             if result.ok:
-                out.say(f"{result.source_name}: ok ({len(result.warnings)} warnings)")
+                count = len(result.warnings)
+                out.say(f"{result.source_name}: ok ({count} warning{'' if count == 1 else 's'})")
     if any(not r.ok for r in results):
         raise typer.Exit(1)
 

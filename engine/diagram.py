@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 from engine.definition import ProcessDefinition, State, Timer, Transition
@@ -49,7 +50,9 @@ def mermaid(definition: ProcessDefinition) -> str:
     """A Mermaid ``stateDiagram-v2`` (paste into any Markdown viewer that renders Mermaid)."""
     lines = ["stateDiagram-v2"]
     if definition.title:
-        lines.insert(0, f"---\ntitle: {_mermaid_text(definition.title)}\n---")
+        # Front matter is YAML: a JSON string is a valid YAML scalar whatever the title holds.
+        title = json.dumps(definition.title.replace("\n", " "), ensure_ascii=False)
+        lines.insert(0, f"---\ntitle: {title}\n---")
     for state in definition.states.values():
         lines.append(f'    state "{_mermaid_text(_state_caption(state))}" as {state.name}')
     lines.append(f"    [*] --> {definition.initial}")
@@ -67,11 +70,11 @@ def dot(definition: ProcessDefinition) -> str:
     lines.append('    __start [shape=point, label=""];')
     for state in definition.states.values():
         shape = ", peripheries=2" if state.final else ""
-        lines.append(f"    {state.name} [label={_dot_text(_state_caption(state))}{shape}];")
-    lines.append(f"    __start -> {definition.initial};")
+        lines.append(f"    {_dot_id(state.name)} [label={_dot_text(_state_caption(state))}{shape}];")
+    lines.append(f"    __start -> {_dot_id(definition.initial)};")
     for source, target, label, is_timer in edges(definition):
         style = ", style=dashed" if is_timer else ""
-        lines.append(f"    {source} -> {target} [label={_dot_text(label)}{style}];")
+        lines.append(f"    {_dot_id(source)} -> {_dot_id(target)} [label={_dot_text(label)}{style}];")
     lines.append("}")
     return "\n".join(lines)
 
@@ -87,6 +90,14 @@ def _mermaid_text(text: str) -> str:
     # Mermaid has no escape for ':' or quotes in labels; '#58;' style entities are supported.
     text = text.replace(";", "#59;").replace('"', "#quot;").replace(":", "#58;")
     return text.replace("\n", " ")
+
+
+def _dot_id(name: str) -> str:
+    # DOT keywords (any case) cannot be bare IDs: a state named "node" would set node defaults.
+    return _dot_text(name) if name.lower() in _DOT_KEYWORDS else name
+
+
+_DOT_KEYWORDS = frozenset({"node", "edge", "graph", "digraph", "subgraph", "strict"})
 
 
 def _dot_text(text: str) -> str:
