@@ -421,7 +421,7 @@ def test_300000_small_items_under_one_megabyte_are_refused_by_count() -> None:
 
     assert report["bytes"] < yamlsafe.MAX_BYTES
     assert report["errors"] == [
-        "3:399994: document has more than 200,000 values; the file is too large to be a process"
+        "3:99994: document has more than 50,000 values; the file is too large to be a process"
     ]
 
 
