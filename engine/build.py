@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,7 +65,7 @@ class Builder:
             process=self.raw["process"],
             version=self.raw["version"],
             initial=self.raw["initial"],
-            states=states,
+            states=MappingProxyType(states),
             timezone=zone,
             calendar=calendar,
             title=self.raw.get("title"),
@@ -132,7 +133,7 @@ class Builder:
             queue=spec.get("queue"),
             final=bool(spec.get("final", False)),
             outcome=spec.get("outcome"),
-            events=events,
+            events=MappingProxyType(events),
             timers=timers,
         )
 
