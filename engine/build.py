@@ -246,6 +246,7 @@ class Builder:
             self._check_data_field((*path, name), name)
             source = expressions.template_expression(value)
             if source is None:
+                self._check_literal((*path, name), name, value)
                 fields.append(SetField(field=name, literal=value))
             else:
                 fields.append(SetField(field=name, expression=self._expression((*path, name), source)))
@@ -257,6 +258,21 @@ class Builder:
         if schema.get("additionalProperties") is False and name not in properties:
             hint = did_you_mean(name, properties)
             self.error(path, f"field '{name}' is not declared in data{hint}", True)
+
+    def _check_literal(self, path: tuple[Any, ...], name: str, value: Any) -> None:
+        """A literal ``set`` value must fit its field now, not fail the day the step runs."""
+        field_schema = ((self.data_schema or {}).get("properties") or {}).get(name)
+        if not isinstance(field_schema, dict) or "$ref" in str(field_schema):
+            return  # undeclared, or needs the whole schema to resolve: checked when applied
+        try:
+            validator = jsonschema.Draft202012Validator(
+                field_schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+            )
+            error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+        except SchemaError:
+            return  # reported by the data schema check
+        if error is not None:
+            self.error(path, f"value {value!r} does not fit field '{name}': {error.message}")
 
     # -- timers ----------------------------------------------------------------------------
     def _timer(self, path: tuple[Any, ...], index: int, spec: dict[str, Any]) -> Timer:
