@@ -7,10 +7,15 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from engine import failpoints
+from engine.runtime import Engine
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SALESFLOW = str(Path(sys.executable).with_name("salesflow"))
@@ -33,26 +38,48 @@ HISTORY_KEYS = {"seq", "at", "recorded_at", "actor", "source", "event", "from", 
 TIMER_KEYS = {"id", "instance", "name", "due_at", "status"}
 
 
+def environment(**extra: str) -> dict[str, str]:
+    """This process's environment without SALESFLOW_* settings, a wide terminal, and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SALESFLOW_")}
+    return {**env, "COLUMNS": "200", **extra}
+
+
 class Cli:
     """Runs ``salesflow ... --db URL`` in a fresh process and keeps what it printed."""
 
     def __init__(self, url: str, cwd: Path) -> None:
         self.url = url
         self.cwd = cwd
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SALESFLOW_")}
-        self.env["COLUMNS"] = "200"
+        self.env = environment()
 
     def __call__(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [SALESFLOW, *args, "--db", self.url],
-            capture_output=True,
-            text=True,
-            cwd=self.cwd,
-            env=self.env,
-            timeout=60,
-        )
-        assert done.returncode == expect, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        [done] = self.all((args, expect))
         return done
+
+    def all(self, *calls: tuple[tuple[str, ...], int]) -> list[subprocess.CompletedProcess[str]]:
+        """Run independent commands at the same time; each ``(args, expected exit code)``."""
+        running = [
+            (
+                args,
+                expect,
+                subprocess.Popen(
+                    [SALESFLOW, *args, "--db", self.url],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    cwd=self.cwd,
+                    env=self.env,
+                ),
+            )
+            for args, expect in calls
+        ]
+        results = []
+        for _, _, process in running:  # wait for every one before judging any
+            stdout, stderr = process.communicate(timeout=60)
+            results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+        for (args, expect, _), done in zip(running, results, strict=True):
+            assert done.returncode == expect, f"{args}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        return results
 
     def json(self, *args: str, expect: int = 0) -> Any:
         return json.loads(self(*args, "--json", expect=expect).stdout)
@@ -119,7 +146,14 @@ def test_fire_show_history_timers_and_tick_through_the_cli(cli: Cli) -> None:
     assert f"instance {instance}: make_offer: new -> offer_sent" in fired.stdout
     assert "already applied (same idempotency key)" in retried.stdout
 
-    shown = cli.json("show", "offer_loop/c1")
+    shown, history, timers = (
+        json.loads(done.stdout)
+        for done in cli.all(
+            (("show", "offer_loop/c1", "--json"), 0),
+            (("history", str(instance), "--json"), 0),
+            (("timers", "--json"), 0),
+        )
+    )
     assert set(shown) == SHOW_KEYS
     assert (shown["id"], shown["process"], shown["version"], shown["key"]) == (
         instance,
@@ -135,8 +169,7 @@ def test_fire_show_history_timers_and_tick_through_the_cli(cli: Cli) -> None:
     )
     assert (shown["outcome"], shown["data"]) == (None, {"name": "Acme", "amount": 500, "attempts": 1})
 
-    history = cli.json("history", str(instance))
-    assert all(HISTORY_KEYS <= set(row) for row in history)
+    assert all(set(row) >= HISTORY_KEYS for row in history)
     assert [(r["seq"], r["event"], r["from"], r["to"]) for r in history] == [
         (1, "start", None, "new"),
         (2, "make_offer", "new", "offer_sent"),
@@ -148,8 +181,8 @@ def test_fire_show_history_timers_and_tick_through_the_cli(cli: Cli) -> None:
     )
     assert history[1]["input"] == {"amount": 500}
 
-    [timer] = cli.json("timers")
-    assert TIMER_KEYS <= set(timer)
+    [timer] = timers
+    assert set(timer) >= TIMER_KEYS
     assert (timer["instance"], timer["name"], timer["status"]) == (instance, "recontact", "pending")
     assert timer["due_at"] == "2026-03-16T09:00:00+00:00"  # 2 weeks later, 10:00 in Warsaw
 
@@ -172,10 +205,17 @@ def test_fire_show_history_timers_and_tick_through_the_cli(cli: Cli) -> None:
 def test_relative_times_are_read_relative_to_now(cli: Cli) -> None:
     cli("start", "ping", "--key", "p1")  # now; its timer is due an hour later
 
-    assert cli.json("timers", "--due-before", "+30m") == []
-    assert [t["name"] for t in cli.json("timers", "--due-before", "+2h")] == ["expire"]
-    assert cli.json("tick", "--until", "+30m")["fired"] == []
-    assert [f["to"] for f in cli.json("tick", "--until", "+2h")["fired"]] == ["expired"]
+    soon, later, early_tick = cli.all(
+        (("timers", "--due-before", "+30m", "--json"), 0),
+        (("timers", "--due-before", "+2h", "--json"), 0),
+        (("tick", "--until", "+30m", "--json"), 0),
+    )
+    tick = cli.json("tick", "--until", "+2h")
+
+    assert json.loads(soon.stdout) == []
+    assert [t["name"] for t in json.loads(later.stdout)] == ["expire"]
+    assert json.loads(early_tick.stdout)["fired"] == []
+    assert [(f["name"], f["to"]) for f in tick["fired"]] == [("expire", "expired")]
 
 
 def test_errors_exit_with_their_code_and_say_what_to_do(cli: Cli, tmp_path: Path) -> None:
@@ -186,18 +226,18 @@ def test_errors_exit_with_their_code_and_say_what_to_do(cli: Cli, tmp_path: Path
         encoding="utf-8",
     )
 
-    unknown = cli("fire", "999", "make_offer", expect=3)
-    unknown_key = cli("fire", "offer_loop/nobody", "make_offer", expect=3)
-    not_allowed = cli("fire", str(instance), "approve", expect=4)
-    no_role = cli("fire", str(instance), "make_offer", "--input", '{"amount": 5}', expect=4)
-    bad_json = cli("fire", str(instance), "make_offer", "--input", "{amount: 5}", expect=2)
-    not_object = cli("fire", str(instance), "make_offer", "--input", "[5]", expect=2)
-    bad_time = cli("fire", str(instance), "make_offer", "--at", "next tuesday", expect=2)
-    backwards = cli("fire", str(instance), "make_offer", "--at", "2026-03-01T00:00:00Z", expect=2)
-    conflict = cli("deploy", str(changed), expect=5)
+    unknown, not_allowed, no_role, bad_json, not_object, bad_time, backwards, conflict = cli.all(
+        (("fire", "999", "make_offer"), 3),
+        (("fire", str(instance), "approve"), 4),
+        (("fire", str(instance), "make_offer", "--input", '{"amount": 5}'), 4),
+        (("fire", str(instance), "make_offer", "--input", "{amount: 5}"), 2),
+        (("fire", str(instance), "make_offer", "--input", "[5]"), 2),
+        (("fire", str(instance), "make_offer", "--at", "next tuesday"), 2),
+        (("fire", str(instance), "make_offer", "--at", "2026-03-01T00:00:00Z"), 2),
+        (("deploy", str(changed)), 5),
+    )
 
     assert "error: instance 999 does not exist; see salesflow list" in unknown.stderr
-    assert "no instance of process 'offer_loop' with key 'nobody'" in unknown_key.stderr
     assert (
         "event 'approve' is not allowed in state 'new'; allowed: make_offer, disqualify" in not_allowed.stderr
     )
@@ -210,31 +250,27 @@ def test_errors_exit_with_their_code_and_say_what_to_do(cli: Cli, tmp_path: Path
     assert [r["event"] for r in cli.json("history", str(instance))] == ["start"]  # nothing changed
 
 
-@pytest.mark.parametrize(
-    ("args", "exit_code", "code", "fragment"),
-    [
-        pytest.param(
-            ("fire", "999", "make_offer"), 3, "not_found", "instance 999 does not exist", id="not-found"
-        ),
-        pytest.param(
-            ("fire", "offer_loop/c1", "approve"), 4, "rejected", "allowed: make_offer", id="rejected"
-        ),
-        pytest.param(
-            ("fire", "offer_loop/c1", "x", "--input", "{"), 2, "usage", "not valid JSON", id="usage"
-        ),
-        pytest.param(("show", "offer_loop/nobody"), 3, "not_found", "key 'nobody'", id="show-not-found"),
-    ],
-)
-def test_json_errors_are_an_error_object(
-    cli: Cli, args: tuple[str, ...], exit_code: int, code: str, fragment: str
-) -> None:
+JSON_ERRORS = [
+    (("fire", "999", "make_offer"), 3, "not_found", "instance 999 does not exist"),
+    (("fire", "offer_loop/c1", "approve"), 4, "rejected", "allowed: make_offer, disqualify"),
+    (("fire", "offer_loop/c1", "x", "--input", "{"), 2, "usage", "--input is not valid JSON"),
+    (("show", "offer_loop/nobody"), 3, "not_found", "no instance of process 'offer_loop' with key 'nobody'"),
+    (("deploy", str(FIXTURES / "no_such_file.yaml")), 2, "usage", "no_such_file.yaml"),
+]
+
+
+def test_json_errors_are_an_error_object_with_code_and_message(cli: Cli) -> None:
     cli.start("offer_loop", "c1", '{"name": "Acme"}', "2026-03-02T08:00:00Z")
 
-    answer = cli.json(*args, expect=exit_code)
+    answers = cli.all(*(((*args, "--json"), exit_code) for args, exit_code, _, _ in JSON_ERRORS))
 
-    assert set(answer) == {"error"}
-    assert answer["error"]["code"] == code
-    assert fragment in answer["error"]["message"]
+    for done, (args, _, code, fragment) in zip(answers, JSON_ERRORS, strict=True):
+        answer = json.loads(done.stdout)
+        assert set(answer) == {"error"}, args
+        assert set(answer["error"]) == {"code", "message"}, args
+        assert answer["error"]["code"] == code, args
+        assert fragment in answer["error"]["message"], args
+        assert done.stderr == "", args
 
 
 def test_bulk_start_from_csv_starts_the_good_rows_and_reports_the_others(cli: Cli, tmp_path: Path) -> None:
@@ -309,3 +345,40 @@ def test_postgresql_needs_db_upgrade_first(database_url: str, tmp_path: Path) ->
     assert "database upgraded" in upgraded.stdout
     assert "database already up to date" in again.stdout
     assert cli.json("list") == []
+
+
+def test_a_command_killed_inside_a_step_leaves_every_instance_wholly_old(
+    make_engine: Callable[..., Engine],
+) -> None:
+    engine = make_engine()
+    engine.deploy(FIXTURES / "offer_loop.yaml")
+    engine.deploy(FIXTURES / "ping.yaml")
+    leads = {
+        point: engine.start("offer_loop", point, {"name": "Acme"}).instance.id for point in failpoints.POINTS
+    }
+    ping = engine.start("ping", "p1").instance.id
+    before = {ref: _snapshot(engine, ref) for ref in [*leads.values(), ping]}
+    commands = [
+        (point, ["fire", str(instance), "make_offer", "--input", '{"amount": 5}', "--role", "sales_rep"])
+        for point, instance in leads.items()
+    ]
+    commands.append(("after_timers", ["tick", "--until", "2026-03-03T00:00:00Z"]))
+
+    running = []
+    for point, args in commands:
+        env = environment(SALESFLOW_FAILPOINTS=f"{point}=crash")
+        command = [SALESFLOW, *args, "--db", engine.url]
+        running.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env))
+    outputs = [process.communicate(timeout=60) for process in running]
+
+    exit_codes = [process.returncode for process in running]
+    assert exit_codes == [137] * len(commands), outputs  # each one died like kill -9, mid-step
+    assert {ref: _snapshot(engine, ref) for ref in before} == before
+    for instance in leads.values():  # nothing is stuck: the same steps now go through
+        engine.fire(instance, "make_offer", {"amount": 5}, roles=["sales_rep"])
+    [fired] = engine.tick(until=datetime(2026, 3, 3, tzinfo=UTC)).fired
+    assert (fired.instance_id, fired.outcome) == (ping, "fired")
+
+
+def _snapshot(engine: Engine, ref: int) -> tuple[Any, ...]:
+    return engine.get(ref), engine.history(ref), engine.timers(instance=ref, status=None)

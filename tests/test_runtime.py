@@ -102,6 +102,8 @@ def test_running_instances_stay_on_their_version_while_new_starts_use_the_latest
     assert engine.get(old.id).version == 1
     assert engine.timers(instance=old.id)[0].due_at == T0 + timedelta(weeks=2)
     assert engine.timers(instance=new.id)[0].due_at == T0 + timedelta(weeks=3)
+    pinned = engine.start("offer_loop", "asked-for-v1", {"name": "Acme"}, version=1).instance
+    assert pinned.version == 1
 
 
 # -- start -------------------------------------------------------------------------------------------
