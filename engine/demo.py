@@ -137,9 +137,10 @@ def _report(engine: Engine, url: str) -> None:
     out.table(
         "Funnel (clients who reached each stage)", ["stage", "clients"], engine.funnel("private_banking")
     )
-    won = engine.list_instances(process="private_banking", closed=True)
+    closed = engine.list_instances(process="private_banking", closed=True)
+    won = [case for case in closed if case.outcome == "won"] or closed
     if won:
-        example = won[0]
+        example = max(won, key=lambda case: case.row_version)  # the longest story
         out.table(
             f"History of {example.key} ({example.data.get('client_name')})",
             ["seq", "at (UTC)", "source", "event", "from", "to"],
