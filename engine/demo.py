@@ -81,9 +81,9 @@ def _play_week(engine: Engine, clock: ManualClock, week: int, batch: list[str], 
     events = Counter()
     for day in range(5):
         clock.set(monday + timedelta(days=day, hours=2))
+        events.update(f.timer.name for f in engine.tick().fired)  # what came due overnight first
         events.update(_call_some(engine, monday, rng))
         events.update(_record_outcomes(engine, clock, rng))
-        events.update(f.timer.name for f in engine.tick().fired)
     clock.set(monday + timedelta(days=7) - timedelta(minutes=1))
     events.update(f.timer.name for f in engine.tick().fired)
     summary = ", ".join(f"{name} {count}" for name, count in sorted(events.items())) or "nothing"
