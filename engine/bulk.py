@@ -103,7 +103,10 @@ def _records(path: Path, key_column: str) -> Iterator[tuple[int, dict[str, str]]
         raise UsageError(f"cannot read CSV file {path}: {exc.strerror}") from None
     with handle:
         reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
+        try:
+            header = reader.fieldnames or []  # reads the first line: it may already be undecodable
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise UsageError(f"CSV file {path} cannot be read: {exc}; save it as UTF-8 text") from None
         if key_column not in header:
             raise UsageError(
                 f"CSV file {path} has no column '{key_column}'; "

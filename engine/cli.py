@@ -423,7 +423,7 @@ def worker(
     logging.getLogger().setLevel(logging.INFO)
     for noisy in ("apscheduler", "alembic"):  # their per-run chatter would drown the timer lines
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    _run(False, lambda: worker_module.run(_engine(db), interval))
+    _run(False, lambda: worker_module.run(worker_module.connect(lambda: _engine(db)), interval))
 
 
 @app.command()

@@ -43,4 +43,7 @@ def as_utc(instant: datetime) -> datetime:
     """Return ``instant`` in UTC; naive datetimes are refused, because their zone is a guess."""
     if instant.tzinfo is None or instant.utcoffset() is None:
         raise ValueError(f"naive datetime {instant.isoformat()} has no time zone; pass an aware one")
-    return instant.astimezone(UTC)
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is in year 0 in UTC
+        raise ValueError(f"{instant.isoformat()} is outside the years 1 to 9999 in UTC") from None

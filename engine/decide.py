@@ -6,7 +6,7 @@ Each function returns a :class:`Decision` (a value) or raises :class:`EventRejec
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -14,7 +14,7 @@ from typing import Any
 
 import jsonschema
 
-from engine import durations
+from engine import durations, fastschema, storable
 from engine.calendars import local_to_utc, start_of_day
 from engine.clock import as_utc
 from engine.definition import ProcessDefinition, SetField, State, Timer, Transition
@@ -65,6 +65,7 @@ class Decision:
 def decide_start(definition: ProcessDefinition, data: Mapping[str, Any], now: datetime) -> Decision:
     """Starting an instance: validate the data, enter the initial state, plan its timers."""
     data = dict(data)
+    _check_storable(data, "start data", UsageError)
     _check_data(definition, data, "start data")
     state = definition.states[definition.initial]
     timers = _plan_timers(definition, state, _variables(data, {}, now, state.name))
@@ -95,6 +96,7 @@ def decide_event(
     if not machine.accepts(instance.state, event):
         raise EventRejected(_not_allowed(machine.allowed_events(instance.state), instance.state, event))
     payload = dict(input or {})
+    _check_storable(payload, f"input of event '{event}'", EventRejected)
     chosen = _choose(definition, instance, event, payload, roles, now)
     return _apply(definition, instance, chosen, event, payload, now)
 
@@ -160,13 +162,45 @@ def _choose(
 def _check_input(transition: Transition, event: str, payload: dict[str, Any]) -> None:
     if transition.input_schema is None:
         return
-    error = jsonschema.exceptions.best_match(
-        jsonschema.Draft202012Validator(
-            transition.input_schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-        ).iter_errors(payload)
-    )
+    error = _input_check(transition).best_error(payload)
     if error is not None:
         raise EventRejected(f"input of event '{event}' is invalid: {_describe(error)}")
+
+
+@dataclass(frozen=True)
+class _SchemaCheck:
+    """A compiled schema: the fast "certainly valid" check first, jsonschema for everything else
+    (it gives the verdict and the message); see ``engine.fastschema``."""
+
+    validator: jsonschema.protocols.Validator
+    fast: Callable[[Any], bool] | None
+
+    def best_error(self, instance: Any) -> jsonschema.ValidationError | None:
+        if self.fast is not None and self.fast(instance):
+            return None
+        return jsonschema.exceptions.best_match(self.validator.iter_errors(instance))
+
+
+def _schema_check(schema: Any) -> _SchemaCheck:
+    format_checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    return _SchemaCheck(
+        jsonschema.Draft202012Validator(schema, format_checker=format_checker),
+        fastschema.compile_check(schema, format_checker),
+    )
+
+
+# Building a validator costs more than validating a small input; transitions are frozen and belong
+# to cached definitions, so each keeps its check (keyed by identity: its schema is a dict).
+_input_checks: dict[int, tuple[Transition, _SchemaCheck]] = {}
+
+
+def _input_check(transition: Transition) -> _SchemaCheck:
+    cached = _input_checks.get(id(transition))
+    if cached is None or cached[0] is not transition:
+        if len(_input_checks) >= 4096:  # many definitions loaded over time: start again
+            _input_checks.clear()
+        cached = _input_checks[id(transition)] = (transition, _schema_check(transition.input_schema))
+    return cached[1]
 
 
 # -- applying ------------------------------------------------------------------------------------
@@ -186,6 +220,7 @@ def _apply(
         value = _set_value(set_field, _variables(data, payload, now, instance.state), event)
         data[set_field.field] = value
         changes[set_field.field] = value
+    _check_storable(changes, f"data after event '{event}'", EventRejected)  # e.g. a 'set' giving NaN
     _check_data(definition, data, f"data after event '{event}'", rejected=True)
     target = step.target or instance.state
     state = definition.states[target]
@@ -269,22 +304,26 @@ def _guard(guard: Any, variables: dict[str, Any], what: str) -> bool:
         raise EventRejected(f"{what} could not be decided: {exc}") from None
 
 
+def _check_storable(value: dict[str, Any], what: str, error_type: type[Exception]) -> None:
+    problem = storable.json_problem(value)
+    if problem is not None:
+        raise error_type(f"{what} cannot be stored: {problem}")
+
+
 def _check_data(
     definition: ProcessDefinition, data: dict[str, Any], what: str, rejected: bool = False
 ) -> None:
     if definition.data_schema is None:
         return
-    error = jsonschema.exceptions.best_match(_data_validator(definition).iter_errors(data))
+    error = _data_check(definition).best_error(data)
     if error is not None:
         error_type = EventRejected if rejected else UsageError
         raise error_type(f"{what} is invalid: {_describe(error)}")
 
 
 @lru_cache(maxsize=256)
-def _data_validator(definition: ProcessDefinition) -> jsonschema.protocols.Validator:
-    return jsonschema.Draft202012Validator(
-        definition.data_schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+def _data_check(definition: ProcessDefinition) -> _SchemaCheck:
+    return _schema_check(definition.data_schema)
 
 
 def _describe(error: jsonschema.ValidationError) -> str:

@@ -6,6 +6,7 @@ definition is validated, and evaluated on plain data. Nothing else in salesflow 
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -13,9 +14,11 @@ from typing import Any
 
 import cel
 
+from engine import celcheck
+
 #: Names an expression may use.
 VARIABLES = frozenset({"data", "input", "now", "state"})
-#: Longest expression accepted; CEL is linear, so length bounds the work.
+#: Longest expression accepted; with the comprehension cost bound (engine.celcheck) it bounds the work.
 MAX_EXPRESSION_LENGTH = 2000
 
 _MACRO_BINDING = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
@@ -34,9 +37,15 @@ class Expression:
 
     source: str
     program: Any = field(compare=False, repr=False)
+    shape: celcheck.Shape = field(default_factory=celcheck.Shape, compare=False, repr=False)
 
     def evaluate(self, variables: dict[str, Any]) -> Any:
-        """Evaluate on plain values; CEL errors become :class:`ExpressionError`."""
+        """Evaluate on plain values; CEL errors, and data that would make the expression too
+        costly (see :mod:`engine.celcheck`), become :class:`ExpressionError`."""
+        try:
+            celcheck.check_cost(self.shape, variables)
+        except celcheck.CostError as exc:
+            raise ExpressionError(f"expression '{self.source}' was not evaluated: {exc}") from None
         try:
             return self.program.execute(variables)
         except Exception as exc:  # the CEL binding raises plain RuntimeError/ValueError/TypeError
@@ -70,7 +79,15 @@ def compile_expression(source: str) -> Expression:
         raise ExpressionError(
             f"expression '{source}' uses unknown variable '{unknown[0]}'; use one of {allowed}"
         )
-    return Expression(source=source, program=program)
+    unknown_calls = celcheck.unknown_functions(source)
+    if unknown_calls:
+        raise ExpressionError(f"expression '{source}' calls {_unknown_function(*unknown_calls[0])}")
+    shape = celcheck.shape_of(source)
+    try:
+        celcheck.check_shape(shape)
+    except celcheck.CostError as exc:
+        raise ExpressionError(f"expression '{source}': {exc}") from None
+    return Expression(source=source, program=program, shape=shape)
 
 
 def template_expression(value: Any) -> str | None:
@@ -95,6 +112,14 @@ def to_json_value(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_json_value(v) for v in value]
     return value
+
+
+def _unknown_function(name: str, method: bool) -> str:
+    known = celcheck.MEMBER_FUNCTIONS if method else celcheck.GLOBAL_FUNCTIONS
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    what = f"method '.{name}()'" if method else f"function '{name}()'"
+    return f"unknown {what}{hint}; available: {', '.join(sorted(known))}"
 
 
 def _macro_bindings(source: str) -> set[str]:

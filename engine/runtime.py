@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from engine import decide, failpoints, loader
+from engine import decide, failpoints, loader, storable
 from engine.clock import Clock, SystemClock, as_utc
 from engine.definition import ProcessDefinition
 from engine.errors import ConflictError, EventRejected, NotFoundError, UsageError
@@ -132,6 +132,8 @@ class Engine:
         return self._read(lambda conn: self._load_definition(conn, process, version))
 
     def _load_definition(self, conn: Connection, process: str, version: int | None) -> ProcessDefinition:
+        if version is None:  # only the number: the cached definition saves reading the source again
+            version = repo.latest_version(conn, process)
         if version is not None and (process, version) in self._definitions:
             return self._definitions[(process, version)]
         record = repo.find_definition(conn, process, version)
@@ -159,6 +161,8 @@ class Engine:
         """Start an instance for ``key``, or return the active one that already exists."""
         if not key or not str(key).strip():
             raise UsageError("the business key is empty; give --key, e.g. the client number")
+        _check_text(str(key), "the business key")
+        _check_text(actor, "the actor (--as)")
         now = self._logical(at)
         try:
             return self._transaction(
@@ -186,8 +190,8 @@ class Engine:
             return StartResult(existing, created=False)
         definition = self._load_definition(conn, process, version)
         decision = decide.decide_start(definition, data, now)
-        instance_id = self._insert_started(conn, definition, [(key, decision)], now, actor, source)[0]
-        return StartResult(repo.get_instance(conn, instance_id), created=True)
+        started = self._insert_started(conn, definition, [(key, decision)], now, actor, source)
+        return StartResult(started[0], created=True)
 
     def start_many(
         self,
@@ -205,6 +209,7 @@ class Engine:
         """Bulk start from (row number, key, data) rows. Each chunk is one transaction; a bad row is
         rejected with its reason and never stops or half-applies the others."""
         now = self._logical(at)
+        _check_text(actor, "the actor (--as)")
         definition = self.definition(process, version)
         report = report if report is not None else BulkReport()
         chunk: list[tuple[int, str, dict[str, Any]]] = []
@@ -233,6 +238,10 @@ class Engine:
             if not key:
                 report.rejected.append((number, "the key column is empty"))
                 continue
+            problem = storable.text_problem(key)
+            if problem is not None:
+                report.rejected.append((number, f"the key {problem}"))
+                continue
             if key in seen:
                 report.already_active.append((number, key))
                 continue
@@ -242,14 +251,13 @@ class Engine:
             except (UsageError, EventRejected) as exc:
                 report.rejected.append((number, exc.message))
 
-        def work(conn: Connection) -> int:
-            active = repo.active_keys(conn, definition.process, [key for _, key, _ in decided])
-            fresh = [(key, d) for number, key, d in decided if key not in active]
-            report.already_active.extend((n, k) for n, k, _ in decided if k in active)
-            self._insert_started(conn, definition, fresh, now, actor, source)
-            return len(fresh)
+        def work(conn: Connection) -> list[InstanceRecord]:
+            started = [(key, decision) for _, key, decision in decided]
+            return self._insert_started(conn, definition, started, now, actor, source, skip_active=True)
 
-        report.started += self._transaction(work)
+        started_keys = {record.key for record in self._transaction(work)}
+        report.already_active.extend((n, k) for n, k, _ in decided if k not in started_keys)
+        report.started += len(started_keys)
         if progress:
             progress(len(chunk))
 
@@ -261,42 +269,53 @@ class Engine:
         now: datetime,
         actor: str | None,
         source: str,
-    ) -> list[int]:
+        skip_active: bool = False,
+    ) -> list[InstanceRecord]:
+        """Insert started instances with their history and timers; return them as written. With
+        ``skip_active`` (bulk), keys that already have an active instance are left out."""
         if not started:
             return []
         real_now = self.clock.now()
         state = definition.states[definition.initial]
-        ids = repo.insert_instances(
-            conn,
-            [
-                {
-                    "process": definition.process,
-                    "version": definition.version,
-                    "business_key": key,
-                    "state": state.name,
-                    "data": decision.data,
-                    "status": "closed" if state.final else "active",
-                    "queue": state.queue,
-                    "stage": state.stage,
-                    "outcome": state.outcome,
-                    "visit": 1,
-                    "row_version": 1,
-                    "created_at": real_now,
-                    "updated_at": real_now,
-                    "last_event_at": now,
-                }
-                for key, decision in started
-            ],
-        )
+        rows = [
+            {
+                "process": definition.process,
+                "version": definition.version,
+                "business_key": key,
+                "state": state.name,
+                "data": decision.data,
+                "status": "closed" if state.final else "active",
+                "queue": state.queue,
+                "stage": state.stage,
+                "outcome": state.outcome,
+                "visit": 1,
+                "row_version": 1,
+                "created_at": real_now,
+                "updated_at": real_now,
+                "last_event_at": now,
+            }
+            for key, decision in started
+        ]
+        decisions = [decision for _, decision in started]
+        if skip_active:  # the unique index decides, in the insert itself: no read first
+            ids_by_key = repo.insert_new_instances(conn, rows)
+            kept = [
+                (ids_by_key[row["business_key"]], row, decision)
+                for row, decision in zip(rows, decisions, strict=True)
+                if row["business_key"] in ids_by_key
+            ]
+        else:
+            kept = list(zip(repo.insert_instances(conn, rows), rows, decisions, strict=True))
         history_rows, timer_rows = [], []
-        for instance_id, (_, decision) in zip(ids, started, strict=True):
+        for instance_id, _, decision in kept:
             history_rows.append(
                 _history_row(instance_id, 1, now, real_now, actor, source, decision, definition.version)
             )
             timer_rows.extend(_timer_rows(instance_id, 1, decision, real_now))
-        repo.insert_history(conn, history_rows)
+        if history_rows:
+            repo.insert_history(conn, history_rows)
         repo.insert_timers(conn, timer_rows)
-        return ids
+        return [repo.instance_record(instance_id, row) for instance_id, row, _ in kept]
 
     # -- fire ------------------------------------------------------------------------------------
     def fire(
@@ -314,6 +333,8 @@ class Engine:
         """Send a staff event. Rejections raise and change nothing."""
         requested = as_utc(at) if at is not None else None
         role_set = frozenset(roles)
+        _check_text(actor, "the actor (--as)")
+        _check_text(idempotency_key, "the idempotency key")
 
         def work(conn: Connection) -> FireResult:
             instance = self._resolve(conn, ref)
@@ -324,8 +345,10 @@ class Engine:
             now = self._event_time(instance, requested)
             definition = self._load_definition(conn, instance.process, instance.version)
             decision = decide.decide_event(definition, _view(instance), event, input, role_set, now)
-            entry = self._apply(conn, instance, definition, decision, now, actor, source, idempotency_key)
-            return FireResult(repo.get_instance(conn, instance.id), entry)
+            updated, entry = self._apply(
+                conn, instance, definition, decision, now, actor, source, idempotency_key
+            )
+            return FireResult(updated, entry)
 
         return self._transaction(work)
 
@@ -350,7 +373,9 @@ class Engine:
         actor: str | None,
         source: str,
         idempotency_key: str | None = None,
-    ) -> HistoryRecord:
+    ) -> tuple[InstanceRecord, HistoryRecord]:
+        """Apply ``decision``; return the instance as written (no need to read it back) and the
+        history entry."""
         real_now = self.clock.now()
         seq = instance.row_version + 1
         values: dict[str, Any] = {
@@ -385,16 +410,20 @@ class Engine:
             repo.cancel_pending_timers(conn, instance.id)
             repo.insert_timers(conn, _timer_rows(instance.id, visit, decision, real_now))
         failpoints.hit("after_timers")
-        return _history_record(row)
+        return replace(instance, **values), _history_record(row)
 
     # -- timers ----------------------------------------------------------------------------------
     def tick(self, until: datetime | None = None, *, limit: int | None = None) -> TickReport:
         """Fire every pending timer due by ``until`` (default: now), in due order, each in its own
         transaction, including timers armed by those firings that come due by ``until``."""
-        bound = as_utc(until) if until is not None else self.clock.now()
+        shared_clock = until is None and self._database_clock
+        if until is not None:
+            bound = as_utc(until)
+        else:
+            bound = self._read(repo.database_now) if shared_clock else self.clock.now()
         report = TickReport(bound)
         while limit is None or len(report.fired) < limit:
-            fired = self._transaction(lambda conn: self._fire_next_due(conn, bound))
+            fired = self._transaction(lambda conn: self._fire_next_due(conn, bound, shared_clock))
             if fired is None:
                 break
             report.fired.append(fired)
@@ -410,12 +439,21 @@ class Engine:
             )
         return report
 
-    def _fire_next_due(self, conn: Connection, until: datetime) -> FiredTimer | None:
+    @property
+    def _database_clock(self) -> bool:
+        """Whether due-ness is decided by the database server's clock: on PostgreSQL with the real
+        clock, so workers on hosts whose clocks disagree still agree on what is due (one clock).
+        An injected clock (tests, replays) is always obeyed; SQLite runs on one host anyway."""
+        return isinstance(self.clock, SystemClock) and self.db.dialect.name == "postgresql"
+
+    def _fire_next_due(
+        self, conn: Connection, until: datetime, shared_clock: bool = False
+    ) -> FiredTimer | None:
         claimed = repo.claim_due_timer(conn, until)
         if claimed is None:
             return None
         timer, instance = claimed
-        real_now = self.clock.now()
+        real_now = repo.database_now(conn) if shared_clock else self.clock.now()
         lateness = max(0.0, (real_now - timer.due_at).total_seconds())
         if instance.status != "active" or instance.visit != timer.visit or instance.state != timer.state:
             repo.finish_timer(conn, timer.id, "cancelled", None, None)
@@ -520,7 +558,7 @@ class Engine:
     def _resolve(self, conn: Connection, ref: InstanceRef) -> InstanceRecord:
         instance_id = _as_id(ref)
         if instance_id is not None:
-            found = repo.get_instance(conn, instance_id)
+            found = repo.get_instance(conn, instance_id) if 0 < instance_id <= _MAX_ID else None
             if found is None:
                 raise NotFoundError(f"instance {instance_id} does not exist; see salesflow list")
             return found
@@ -555,6 +593,15 @@ class Engine:
             conn = conn.execution_options(**{database.READONLY_OPTION: True})
             with conn.begin():
                 return work(conn)
+
+
+_MAX_ID = 2**63 - 1  # BIGINT: a larger id cannot exist (and cannot even be sent to the database)
+
+
+def _check_text(value: str | None, what: str) -> None:
+    problem = storable.text_problem(value) if value is not None else None
+    if problem is not None:
+        raise UsageError(f"{what} {problem}")
 
 
 def _retryable(exc: DBAPIError) -> bool:

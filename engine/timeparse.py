@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from engine import calendars, durations
+from engine.clock import as_utc
 from engine.errors import UsageError
 
 _UTC_CALENDAR = calendars.build_calendar(None, ZoneInfo("UTC"))
@@ -31,4 +32,7 @@ def parse_instant(text: str, now: datetime) -> datetime:
         ) from None
     if len(value) == 10:
         return datetime.combine(date.fromisoformat(value), datetime.min.time(), UTC)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        return as_utc(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
+    except ValueError as exc:  # out of range once in UTC
+        raise UsageError(f"cannot read time '{text}': {exc}") from None

@@ -8,12 +8,16 @@ can run against one database: PostgreSQL's SKIP LOCKED makes sure none fires a t
 
 from __future__ import annotations
 
+import itertools
 import logging
 import signal
+import time
+from collections.abc import Callable
 from datetime import UTC, timedelta
 from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy.exc import DBAPIError
 
 from engine.runtime import Engine
 
@@ -22,6 +26,7 @@ log = logging.getLogger(__name__)
 POLL_JOB = "salesflow-poll"
 WAKE_JOB = "salesflow-wake"
 BATCH = 200
+CONNECT_RETRY_SECONDS = (0.5, 1, 2, 5, 10, 30)
 
 
 class Worker:
@@ -82,6 +87,21 @@ class Worker:
         log.info("worker started on %s, polling every %ss", self.engine.url.split("@")[-1], self.interval)
         self.scheduler.start()
         log.info("worker stopped")
+
+
+def connect(make_engine: Callable[[], Engine]) -> Engine:
+    """The engine, once the database answers. A worker started while the database is down (a
+    restart, a failover, a host booting before its database) waits for it, as a running worker
+    does between polls, instead of dying at start-up; SIGINT/SIGTERM still end it at once."""
+    for attempt in itertools.count():
+        try:
+            return make_engine()
+        except DBAPIError as exc:  # cannot connect; a schema that needs upgrading is a UsageError
+            delay = CONNECT_RETRY_SECONDS[min(attempt, len(CONNECT_RETRY_SECONDS) - 1)]
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            log.warning("database unreachable (%s); retrying in %ss", reason, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def run(engine: Engine, interval: float = 5.0) -> None:

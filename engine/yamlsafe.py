@@ -272,7 +272,13 @@ def _scalar(event: yaml.ScalarEvent) -> Any:
     if text in _BOOL:
         return _BOOL[text]
     if _INT.match(text):
-        return int(text.replace("_", ""))
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:  # more digits than Python converts (4,300): a crash, not a definition error
+            raise YamlProblem(
+                f"number with {len(text):,} digits is too long; put it in quotes if it is text",
+                *_where(event.start_mark),
+            ) from None
     if _HEX.match(text):
         return int(text, 16)
     if _FLOAT.match(text) and any(c.isdigit() for c in text):

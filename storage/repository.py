@@ -5,14 +5,44 @@ SQLAlchemy rows do not leave this module: callers get the frozen records defined
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, text, update
+from sqlalchemy import Connection, Row, and_, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 
-from storage.tables import PENDING_TIMER, definitions, history, instances, timers
+from storage.tables import ACTIVE_INSTANCE, PENDING_TIMER, definitions, history, instances, timers
+
+# The statements the runtime runs on every step are built once and executed with parameters:
+# building them per call (``.where(...)``, ``.values(...)``) cost more than the database's work.
+_GET_INSTANCE = select(instances).where(instances.c.id == bindparam("instance_id"))
+_GET_INSTANCE_LOCKED = _GET_INSTANCE.with_for_update()
+_FIND_BY_KEY = (
+    select(instances)
+    .where(instances.c.process == bindparam("process"), instances.c.business_key == bindparam("key"))
+    .order_by((instances.c.status == "active").desc(), instances.c.id.desc())
+    .limit(1)
+)
+_INSERT_INSTANCE = insert(instances).returning(instances.c.id)
+_INSERT_HISTORY = insert(history)
+_INSERT_TIMERS = insert(timers)
+_UPDATE_INSTANCE = update(instances).where(
+    instances.c.id == bindparam("instance_id"), instances.c.row_version == bindparam("expected_version")
+)
+_LATEST_VERSION = select(func.max(definitions.c.version)).where(definitions.c.process == bindparam("process"))
+_CANCEL_PENDING = update(timers).where(
+    timers.c.instance_id == bindparam("owner_id"), text(f"timers.{PENDING_TIMER}")
+)
+_FINISH_TIMER = update(timers).where(timers.c.id == bindparam("timer_id"))
+_CLAIM_DUE = (
+    select(timers, instances)
+    .join(instances, instances.c.id == timers.c.instance_id)
+    .where(text(f"timers.{PENDING_TIMER}"), timers.c.due_at <= bindparam("until"))
+    .order_by(timers.c.due_at, timers.c.id)
+    .limit(1)
+    .with_for_update(skip_locked=True, of=[timers, instances])
+)
 
 
 @dataclass(frozen=True)
@@ -140,6 +170,11 @@ def insert_definition(conn: Connection, record: DefinitionRecord) -> None:
     )
 
 
+def latest_version(conn: Connection, process: str) -> int | None:
+    """The newest deployed version number of ``process`` (None when it is not deployed)."""
+    return conn.execute(_LATEST_VERSION, {"process": process}).scalar()
+
+
 def list_processes(conn: Connection) -> list[str]:
     return list(
         conn.execute(select(definitions.c.process).distinct().order_by(definitions.c.process)).scalars()
@@ -152,56 +187,55 @@ def _definition(row: Row) -> DefinitionRecord:
 
 # -- instances -----------------------------------------------------------------------------------
 def get_instance(conn: Connection, instance_id: int, lock: bool = False) -> InstanceRecord | None:
-    query = select(instances).where(instances.c.id == instance_id)
-    if lock:
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _GET_INSTANCE_LOCKED if lock else _GET_INSTANCE
+    row = conn.execute(query, {"instance_id": instance_id}).first()
     return _instance(row) if row else None
 
 
 def find_instance_by_key(conn: Connection, process: str, key: str) -> InstanceRecord | None:
     """The active instance for (process, key), else the most recently created closed one."""
-    query = (
-        select(instances)
-        .where(instances.c.process == process, instances.c.business_key == key)
-        .order_by((instances.c.status == "active").desc(), instances.c.id.desc())
-        .limit(1)
-    )
-    row = conn.execute(query).first()
+    row = conn.execute(_FIND_BY_KEY, {"process": process, "key": key}).first()
     return _instance(row) if row else None
-
-
-def active_keys(conn: Connection, process: str, keys: Sequence[str]) -> set[str]:
-    """Which of ``keys`` already have an active instance of ``process``."""
-    found: set[str] = set()
-    for chunk in _chunks(list(keys), 500):
-        query = select(instances.c.business_key).where(
-            instances.c.process == process,
-            instances.c.business_key.in_(chunk),
-            text("instances.status = 'active'"),
-        )
-        found.update(conn.execute(query).scalars())
-    return found
 
 
 def insert_instances(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
     """Insert instance rows; return their ids in the same order."""
     if len(rows) == 1:
-        return [conn.execute(insert(instances).values(**rows[0]).returning(instances.c.id)).scalar_one()]
+        return [conn.execute(_INSERT_INSTANCE, rows[0]).scalar_one()]
     result = conn.execute(insert(instances).returning(instances.c.id, sort_by_parameter_order=True), rows)
     return list(result.scalars())
+
+
+_INSERT_NEW: dict[str, Any] = {}  # per dialect: ON CONFLICT is dialect-specific SQL
+
+
+def insert_new_instances(conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert the rows whose (process, business key) has no active instance yet and return business
+    key -> id of those inserted. The partial unique index decides, atomically, in the insert itself
+    (``ON CONFLICT ... DO NOTHING``): a read of the keys first cost a scan per chunk on a table the
+    planner has no statistics for yet (a first import), and could race with another import."""
+    if not rows:
+        return {}
+    statement = _INSERT_NEW.get(conn.dialect.name)
+    if statement is None:
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        statement = _INSERT_NEW[conn.dialect.name] = (
+            dialect_insert(instances)
+            .on_conflict_do_nothing(
+                index_elements=[instances.c.process, instances.c.business_key],
+                index_where=text(ACTIVE_INSTANCE),
+            )
+            .returning(instances.c.id, instances.c.business_key)
+        )
+    return {key: instance_id for instance_id, key in conn.execute(statement, rows)}
 
 
 def update_instance(
     conn: Connection, instance_id: int, expected_version: int, values: dict[str, Any]
 ) -> bool:
     """Version-checked update; False when someone else changed the row first."""
-    result = conn.execute(
-        update(instances)
-        .where(instances.c.id == instance_id, instances.c.row_version == expected_version)
-        .values(**values)
-    )
-    return result.rowcount == 1
+    params = {**values, "instance_id": instance_id, "expected_version": expected_version}
+    return conn.execute(_UPDATE_INSTANCE, params).rowcount == 1
 
 
 def list_instances(
@@ -232,13 +266,19 @@ def count_by_state(conn: Connection, process: str | None = None) -> list[tuple[s
     return [tuple(row) for row in conn.execute(query.order_by(instances.c.process, instances.c.state))]
 
 
+def instance_record(instance_id: int, values: dict[str, Any]) -> InstanceRecord:
+    """The record of an instance row just inserted with ``values`` (no need to read it back)."""
+    fields = {name: value for name, value in values.items() if name != "business_key"}
+    return InstanceRecord(id=instance_id, key=values["business_key"], **fields)
+
+
 def _instance(row: Row) -> InstanceRecord:
     return _instance_from_mapping(row._mapping)
 
 
 # -- history -------------------------------------------------------------------------------------
 def insert_history(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    conn.execute(insert(history), rows)
+    conn.execute(_INSERT_HISTORY, rows)
 
 
 def find_by_idempotency_key(conn: Connection, instance_id: int, key: str) -> HistoryRecord | None:
@@ -275,30 +315,18 @@ def _history(row: Row) -> HistoryRecord:
 # -- timers --------------------------------------------------------------------------------------
 def insert_timers(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        conn.execute(insert(timers), rows)
+        conn.execute(_INSERT_TIMERS, rows)
 
 
 def cancel_pending_timers(conn: Connection, instance_id: int) -> None:
-    conn.execute(
-        update(timers)
-        .where(timers.c.instance_id == instance_id, text(f"timers.{PENDING_TIMER}"))
-        .values(status="cancelled")
-    )
+    conn.execute(_CANCEL_PENDING, {"owner_id": instance_id, "status": "cancelled"})
 
 
 def claim_due_timer(conn: Connection, until: datetime) -> tuple[TimerRecord, InstanceRecord] | None:
     """The oldest due pending timer and its instance, both locked (PostgreSQL: rows another worker
     holds are skipped, so workers never wait on each other nor take the same timer; SQLite: the
     transaction's write lock already makes this worker the only one)."""
-    query = (
-        select(timers, instances)
-        .join(instances, instances.c.id == timers.c.instance_id)
-        .where(text(f"timers.{PENDING_TIMER}"), timers.c.due_at <= until)
-        .order_by(timers.c.due_at, timers.c.id)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=[timers, instances])
-    )
-    row = conn.execute(query).first()
+    row = conn.execute(_CLAIM_DUE, {"until": until}).first()
     if row is None:
         return None
     return _timer_from_mapping(row._mapping), _instance_from_mapping(row._mapping)
@@ -307,11 +335,13 @@ def claim_due_timer(conn: Connection, until: datetime) -> tuple[TimerRecord, Ins
 def finish_timer(
     conn: Connection, timer_id: int, status: str, fired_at: datetime | None, lateness: float | None
 ) -> None:
-    conn.execute(
-        update(timers)
-        .where(timers.c.id == timer_id)
-        .values(status=status, fired_at=fired_at, lateness_seconds=lateness)
-    )
+    params = {"timer_id": timer_id, "status": status, "fired_at": fired_at, "lateness_seconds": lateness}
+    conn.execute(_FINISH_TIMER, params)
+
+
+def database_now(conn: Connection) -> datetime:
+    """The database server's clock (PostgreSQL: the transaction's start), aware UTC."""
+    return conn.execute(select(func.now())).scalar_one().astimezone(UTC)
 
 
 def next_due(conn: Connection) -> datetime | None:
@@ -377,11 +407,6 @@ def _instance_from_mapping(mapping: Any) -> InstanceRecord:
         updated_at=mapping[c.updated_at],
         last_event_at=mapping[c.last_event_at],
     )
-
-
-def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def states_reached(conn: Connection, process: str) -> list[tuple[int, str]]:
