@@ -1,6 +1,7 @@
 """The ``salesflow`` command line: parses options, calls the Engine, formats the answer.
 
-Exit codes: 0 ok, 1 invalid definition, 2 usage, 3 not found, 4 event rejected, 5 conflict.
+Exit codes: 0 ok, 1 invalid definition, 2 usage, 3 not found, 4 event rejected, 5 conflict,
+6 database unavailable.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from sqlalchemy.exc import OperationalError
 
 from engine import cli_output as out
 from engine import diagram as diagrams
 from engine import loader
 from engine.clock import SystemClock
-from engine.errors import SalesflowError, UsageError
+from engine.errors import DatabaseUnavailable, SalesflowError, UsageError
 from engine.runtime import DEFAULT_DATABASE_URL, Engine
 from engine.timeparse import parse_instant
 
@@ -57,6 +59,11 @@ def _run(as_json: bool, work: Callable[[], T]) -> T:
     except SalesflowError as error:
         out.report_error(error, as_json)
         raise typer.Exit(error.exit_code) from None
+    except OperationalError as error:  # server down, unreachable, or a lock that never came
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        unavailable = DatabaseUnavailable(f"the database did not answer ({reason}); nothing was changed")
+        out.report_error(unavailable, as_json)
+        raise typer.Exit(unavailable.exit_code) from None
 
 
 def _engine(db: str | None) -> Engine:
@@ -421,8 +428,10 @@ def worker(
     from engine import worker as worker_module
 
     logging.getLogger().setLevel(logging.INFO)
-    for noisy in ("apscheduler", "alembic"):  # their per-run chatter would drown the timer lines
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Their per-run chatter would drown the timer lines; "skipped: maximum number of running
+    # instances reached" only means a long tick is still running, which is expected.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     _run(False, lambda: worker_module.run(worker_module.connect(lambda: _engine(db)), interval))
 
 

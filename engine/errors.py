@@ -89,3 +89,10 @@ class ConflictError(SalesflowError):
 
     exit_code = 5
     code = "conflict"
+
+
+class DatabaseUnavailable(SalesflowError):
+    """The database could not be reached or answered with an error; nothing was changed."""
+
+    exit_code = 6
+    code = "database_unavailable"
