@@ -8,6 +8,7 @@ and commits, or rolls back leaving nothing half-applied.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE_URL = "sqlite:///salesflow.db"
 RETRIES = 5
+RETRY_BACKOFF_SECONDS = 0.05  # doubled on each attempt: 0.1 s, 0.2 s, ... 0.8 s
 T = TypeVar("T")
 InstanceRef = int | str
 
@@ -341,6 +343,7 @@ class Engine:
             if idempotency_key:
                 earlier = repo.find_by_idempotency_key(conn, instance.id, idempotency_key)
                 if earlier is not None:
+                    _check_same_request(earlier, idempotency_key, event, input)
                     return FireResult(instance, earlier, replayed=True)
             now = self._event_time(instance, requested)
             definition = self._load_definition(conn, instance.process, instance.version)
@@ -586,6 +589,7 @@ class Engine:
                 if attempt == RETRIES or not _retryable(exc):
                     raise
                 log.warning("retrying after %s (attempt %d)", type(exc.orig).__name__, attempt)
+                time.sleep(RETRY_BACKOFF_SECONDS * 2**attempt)  # let a restarting server come back
         raise AssertionError("unreachable")
 
     def _read(self, work: Callable[[Connection], T]) -> T:
@@ -602,6 +606,17 @@ def _check_text(value: str | None, what: str) -> None:
     problem = storable.text_problem(value) if value is not None else None
     if problem is not None:
         raise UsageError(f"{what} {problem}")
+
+
+def _check_same_request(
+    earlier: HistoryRecord, key: str, event: str, input: dict[str, Any] | None
+) -> None:
+    """A reused idempotency key must name the same request, or it is a mistake, not a retry."""
+    if earlier.event != event or (earlier.input or None) != (input or None):
+        raise ConflictError(
+            f"idempotency key '{key}' was already used for event '{earlier.event}' with other input; "
+            "use a new key for a new request"
+        )
 
 
 def _retryable(exc: DBAPIError) -> bool:

@@ -329,6 +329,17 @@ def test_an_idempotency_key_keeps_a_counter_from_counting_a_retry_twice(engine: 
     assert [e.idempotency_key for e in engine.history(instance.id)] == [None, None, "note-1", "note-2"]
 
 
+def test_an_idempotency_key_reused_for_another_request_is_a_conflict(engine: Engine) -> None:
+    instance = offer_sent(engine)
+    engine.fire(instance.id, "add_note", {"note": "called"}, idempotency_key="note-1")
+    before = snapshot(engine, instance.id)
+
+    with pytest.raises(ConflictError, match="idempotency key 'note-1' was already used for event 'add_note'"):
+        engine.fire(instance.id, "add_note", {"note": "something else"}, idempotency_key="note-1")
+
+    assert snapshot(engine, instance.id) == before
+
+
 def test_an_explicit_time_is_recorded_and_an_earlier_one_is_refused(engine: Engine) -> None:
     instance = offer_sent(engine)
     later = T0 + timedelta(days=1)
