@@ -225,6 +225,7 @@ class Builder:
             merge=spec.get("merge", True),
             sets=self._sets((*path, "set"), spec.get("set")),
             description=spec.get("description"),
+            refusal=spec.get("refusal"),
         )
 
     def _check_target(self, path: tuple[Any, ...], target: str) -> None:

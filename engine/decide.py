@@ -136,7 +136,7 @@ def _choose(
     alternatives = machine.alternatives(instance.state, event)
     variables = _variables(instance.data, payload, now, instance.state)
     missing_roles: list[str] = []
-    failed: list[str] = []
+    failed: list[Transition] = []
     for position, alternative in enumerate(alternatives):
         if alternative.roles and not roles & set(alternative.roles):
             missing_roles.extend(r for r in alternative.roles if r not in missing_roles)
@@ -147,16 +147,22 @@ def _choose(
                 return alternative
         except ExpressionError as exc:
             raise EventRejected(f"event '{event}' could not be decided: {exc}") from None
-        failed.append(alternative.guard.source if alternative.guard else "")
+        failed.append(alternative)
     if missing_roles and not failed:
         have = ", ".join(sorted(roles)) or "none"
         raise EventRejected(
             f"event '{event}' needs role {' or '.join(missing_roles)}; the caller has: {have}"
         )
-    conditions = "; ".join(f"'{f}'" for f in failed)
-    raise EventRejected(
-        f"event '{event}' was refused in state '{instance.state}': no condition held ({conditions})"
-    )
+    raise EventRejected(_refusal(event, instance.state, failed))
+
+
+def _refusal(event: str, state: str, failed: list[Transition]) -> str:
+    """The process owner's own words (``refusal``) when given, else the conditions that failed."""
+    reasons = [t.refusal for t in failed if t.refusal]
+    if reasons:
+        return f"event '{event}' was refused: {'; '.join(dict.fromkeys(reasons))}"
+    conditions = "; ".join(f"'{t.guard.source}'" for t in failed if t.guard)
+    return f"event '{event}' was refused in state '{state}': no condition held ({conditions})"
 
 
 def _check_input(transition: Transition, event: str, payload: dict[str, Any]) -> None:

@@ -37,6 +37,7 @@ class Transition:
     merge: bool = True
     sets: tuple[SetField, ...] = ()
     description: str | None = None
+    refusal: str | None = None  # shown to staff when this alternative's guard is false
 
     @property
     def is_internal(self) -> bool:
