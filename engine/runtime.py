@@ -611,8 +611,9 @@ def _check_text(value: str | None, what: str) -> None:
 def _check_same_request(
     earlier: HistoryRecord, key: str, event: str, input: dict[str, Any] | None
 ) -> None:
-    """A reused idempotency key must name the same request, or it is a mistake, not a retry."""
-    if earlier.event != event or (earlier.input or None) != (input or None):
+    """A reused idempotency key must name the same event (and input, when the retry gives one):
+    otherwise it is a mistake, not a retry."""
+    if earlier.event != event or (input is not None and (earlier.input or None) != (input or None)):
         raise ConflictError(
             f"idempotency key '{key}' was already used for event '{earlier.event}' with other input; "
             "use a new key for a new request"
