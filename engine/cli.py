@@ -66,6 +66,16 @@ def _run(as_json: bool, work: Callable[[], T]) -> T:
         raise typer.Exit(unavailable.exit_code) from None
 
 
+def _with_engine(db: str | None, as_json: bool, action: Callable[[Engine], T]) -> T:
+    """Open the database, run ``action`` on the engine, close it; errors as for :func:`_run`."""
+
+    def work() -> T:
+        with _engine(db) as engine:
+            return action(engine)
+
+    return _run(as_json, work)
+
+
 def _engine(db: str | None) -> Engine:
     return Engine(db or os.environ.get("SALESFLOW_DATABASE_URL") or DEFAULT_DATABASE_URL)
 
@@ -263,11 +273,15 @@ def show(
 ) -> None:
     """Show one instance."""
 
-    def work() -> Any:
-        with _engine(db) as engine:
-            return engine.get(instance), engine.allowed_events(instance), engine.timers(instance=instance)
-
-    record, allowed, pending = _run(as_json, work)
+    record, allowed, pending = _with_engine(
+        db,
+        as_json,
+        lambda engine: (
+            engine.get(instance),
+            engine.allowed_events(instance),
+            engine.timers(instance=instance),
+        ),
+    )
     if as_json:
         out.emit_json(record.as_dict())
         return
@@ -284,11 +298,7 @@ def history(
 ) -> None:
     """Show an instance's history, oldest first."""
 
-    def work() -> Any:
-        with _engine(db) as engine:
-            return engine.history(instance)
-
-    entries = _run(as_json, work)
+    entries = _with_engine(db, as_json, lambda engine: engine.history(instance))
     if as_json:
         out.emit_json([e.as_dict() for e in entries])
         return
@@ -323,11 +333,13 @@ def list_(
 ) -> None:
     """List instances (active unless --closed)."""
 
-    def work() -> Any:
-        with _engine(db) as engine:
-            return engine.list_instances(process=process, state=state, queue=queue, key=key, closed=closed)
-
-    records = _run(as_json, work)
+    records = _with_engine(
+        db,
+        as_json,
+        lambda engine: engine.list_instances(
+            process=process, state=state, queue=queue, key=key, closed=closed
+        ),
+    )
     if as_json:
         out.emit_json([r.as_dict() for r in records])
         return
@@ -360,11 +372,7 @@ def timers(
 ) -> None:
     """List pending timers in due order."""
 
-    def work() -> Any:
-        with _engine(db) as engine:
-            return engine.timers(due_before=_time(due_before))
-
-    records = _run(as_json, work)
+    records = _with_engine(db, as_json, lambda engine: engine.timers(due_before=_time(due_before)))
     if as_json:
         out.emit_json([t.as_dict() for t in records])
         return
@@ -386,11 +394,7 @@ def tick(
 ) -> None:
     """Fire every pending timer due by --until, in due order."""
 
-    def work() -> Any:
-        with _engine(db) as engine:
-            return engine.tick(_time(until))
-
-    report = _run(as_json, work)
+    report = _with_engine(db, as_json, lambda engine: engine.tick(_time(until)))
     if as_json:
         out.emit_json(
             {
