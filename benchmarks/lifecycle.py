@@ -15,6 +15,7 @@ its history row and timers. Three variants, interleaved, each in a fresh databas
 
 from __future__ import annotations
 
+import statistics
 import time
 from datetime import timedelta
 from typing import Any
@@ -242,11 +243,29 @@ def _report(backend: str, n: int, reps: int, series: dict[str, common.Series]) -
     for variant in VARIANTS:
         s = series[variant]
         ratio = "1.00x" if variant == "engine" else f"{engine.median / s.median:.2f}x"
+        cpu = statistics.median(e["cpu"] for e in s.extra) / n * 1000
         rows.append(
-            [LABELS[variant], f"{s.median:,.0f}", s.spread(), f"{1000 / s.median:.2f}", s.rss(), ratio]
+            [
+                LABELS[variant],
+                f"{s.median:,.0f}",
+                s.spread(),
+                f"{1000 / s.median:.2f}",
+                f"{cpu:.2f}",
+                s.rss(),
+                ratio,
+            ]
         )
     table = common.markdown_table(
-        ["variant", "lifecycles/s (median)", "min-max", "ms/lifecycle", "peak RSS MB", "engine is"], rows
+        [
+            "variant",
+            "lifecycles/s (median)",
+            "min-max",
+            "ms/lifecycle",
+            "CPU ms/lifecycle",
+            "peak RSS MB",
+            "engine is",
+        ],
+        rows,
     )
     phase_rows = []
     for variant in VARIANTS:
