@@ -13,7 +13,20 @@ from engine.errors import (
     UsageError,
 )
 from engine.loader import check_file, load_file, load_text
-from engine.runtime import Engine
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from engine.runtime import Engine
+
+
+def __getattr__(name: str) -> object:
+    # Engine is imported on first use: engine.runtime needs storage, and storage needs engine's
+    # value types, so importing it here would make "import storage.tables" first a circular import.
+    if name == "Engine":
+        from engine.runtime import Engine
+
+        return Engine
+    raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
 __all__ = [
     "ConflictError",
