@@ -1,8 +1,8 @@
 """Static checks on CEL source: known functions only, and a cost bound so a guard cannot run
 (practically) for ever.
 
-Functions: the CEL library compiles a call to any name (``open(...)``, ``__import__(...)``,
-``eval(...)``) and fails only when the expression runs, on a timer at 3 a.m. So every call is
+Functions: the CEL library compiles a call to any name (``open``, ``__import__``, ``eval``)
+and fails only when the expression runs, on a timer at 3 a.m. So every call is
 checked against the functions the library defines, when the definition is validated.
 
 Cost:
