@@ -109,18 +109,24 @@ def decide_timer(
     timer = state.timers[timer_index]
     variables = _variables(instance.data, {}, due_at, instance.state)
     if timer.guard is not None and not _guard(timer.guard, variables, f"timer '{timer.name}'"):
-        return Decision(
-            event=timer.name,
-            from_state=instance.state,
-            to_state=instance.state,
-            entered=False,
-            data=dict(instance.data),
-            changes={},
-            taken=False,
-            note=f"guard '{timer.guard.source}' was false; nothing changed",
-            state_info=state,
-        )
+        note = f"guard '{timer.guard.source}' was false; nothing changed"
+        return unchanged(timer.name, instance, note, state)
     return _apply(definition, instance, timer, timer.name, {}, due_at)
+
+
+def unchanged(event: str, instance: InstanceView, note: str, state: State | None = None) -> Decision:
+    """A step that is recorded in history but changes nothing (a timer that did not act)."""
+    return Decision(
+        event=event,
+        from_state=instance.state,
+        to_state=instance.state,
+        entered=False,
+        data=dict(instance.data),
+        changes={},
+        taken=False,
+        note=note,
+        state_info=state,
+    )
 
 
 # -- choosing ------------------------------------------------------------------------------------

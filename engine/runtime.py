@@ -486,16 +486,7 @@ class Engine:
         """A timer whose step is invalid (e.g. data no longer fits) is recorded, not retried for ever."""
         repo.finish_timer(conn, timer.id, "failed", real_now, lateness)
         note = f"timer could not fire: {reason}"
-        failed = decide.Decision(
-            event=timer.name,
-            from_state=instance.state,
-            to_state=instance.state,
-            entered=False,
-            data=dict(instance.data),
-            changes={},
-            taken=False,
-            note=note,
-        )
+        failed = decide.unchanged(timer.name, _view(instance), note)
         at = max(timer.due_at, instance.last_event_at)
         self._apply(
             conn,
