@@ -10,26 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_invalid_definitions import UNREACHABLE  # one copy of the warning sample
+
 ROOT = Path(__file__).resolve().parent.parent
 PROCESSES = sorted((ROOT / "processes").glob("*.yaml"))
 CORPUS = Path(__file__).resolve().parent / "corpus" / "invalid"
 BAD_CASE = CORPUS / "20_unknown_target_transition.yaml"
 BAD_ERROR = "9:13: states.to_call.on.book.to: unknown state 'meetng' (did you mean 'meeting'?)"
 
-UNREACHABLE = """\
-process: unreachable
-version: 1
-initial: new
-states:
-  new:
-    on:
-      won: done
-  forgotten:
-    on:
-      won: done
-  done:
-    final: true
-"""
 
 
 def salesflow_command() -> str:
