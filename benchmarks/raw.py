@@ -1,8 +1,9 @@
 """The storage limit: the bank flow's writes done by a minimal hand-written SQLAlchemy Core loop.
 
 Same tables, same rows, same transactions as the engine: per step, read the instance, a
-version-checked update, a history insert, the old state's timers cancelled and the new state's
-inserted, one transaction per step; a timer is claimed with its instance (``FOR UPDATE SKIP
+version-checked update, a history insert, the old state's timers cancelled (when it has any still
+pending: the hand-written loop knows the flow, as the engine knows its definition) and the new
+state's inserted, one transaction per step; a timer is claimed with its instance (``FOR UPDATE SKIP
 LOCKED`` on PostgreSQL) and marked fired in the transaction that applies it. What it leaves out is
 everything that is not a write: no definition, no validation, no expressions, no calendars.
 """
@@ -69,6 +70,9 @@ CALL_OVERDUE = Target("call_overdue", "telemarketing_overdue", "call")
 MEETING_BOOKED = Target("meeting_booked", "advisor_meetings", "meeting")
 BOUGHT = Target("bought", None, "decision", final=True, outcome="won")
 MAILING = Target("mailing", "mailing_batch", "mailing")
+# States left with timers still pending: mailing has none, and awaiting_call's only timer is the
+# one firing when it is left.
+LEAVES_PENDING_TIMERS = {CALL_OVERDUE.name, MEETING_BOOKED.name}
 
 
 def start(conn: Connection, key: str, data: dict[str, Any], now: datetime) -> int:
@@ -148,7 +152,8 @@ def transition(
         _INSERT_HISTORY,
         _history(row.id, seq, now, source, name, row.state, target.name, payload or None, changes or None),
     )
-    conn.execute(_CANCEL_TIMERS, {"iid": row.id, "status": "cancelled"})
+    if row.state in LEAVES_PENDING_TIMERS:
+        conn.execute(_CANCEL_TIMERS, {"iid": row.id, "status": "cancelled"})
     if arm:
         conn.execute(
             _INSERT_TIMERS,

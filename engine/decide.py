@@ -264,29 +264,31 @@ def _plan_timers(
     definition: ProcessDefinition, state: State, variables: dict[str, Any]
 ) -> tuple[TimerPlan, ...]:
     now = variables["now"]
+    instants: dict[str, datetime] = {}  # timers often count from one 'at' (a reminder, a deadline)
     return tuple(
-        TimerPlan(timer.index, timer.name, _due_at(definition, state, timer, variables, now))
+        TimerPlan(timer.index, timer.name, _due_at(definition, state, timer, variables, now, instants))
         for timer in state.timers
     )
 
 
 def _due_at(
-    definition: ProcessDefinition, state: State, timer: Timer, variables: dict[str, Any], now: datetime
+    definition: ProcessDefinition,
+    state: State,
+    timer: Timer,
+    variables: dict[str, Any],
+    now: datetime,
+    instants: dict[str, datetime],
 ) -> datetime:
     try:
         if timer.delay is not None:
             return durations.add_duration(now, timer.delay, definition.calendar)
-        return _due_at_expression(definition, state, timer, variables)
+        assert timer.at is not None
+        instant = instants.get(timer.at.source)
+        if instant is None:
+            instant = instants[timer.at.source] = to_instant(timer.at.evaluate(variables), definition)
+        return durations.add_duration(instant, timer.offset, definition.calendar) if timer.offset else instant
     except ValueError as exc:  # an 'at' that fails or is no date, a date past 9999, a closed calendar
         raise EventRejected(f"timer '{timer.name}' of state '{state.name}' cannot be armed: {exc}") from None
-
-
-def _due_at_expression(
-    definition: ProcessDefinition, state: State, timer: Timer, variables: dict[str, Any]
-) -> datetime:
-    assert timer.at is not None
-    instant = to_instant(timer.at.evaluate(variables), definition)
-    return durations.add_duration(instant, timer.offset, definition.calendar) if timer.offset else instant
 
 
 def to_instant(value: Any, definition: ProcessDefinition) -> datetime:

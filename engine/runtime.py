@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from engine import decide, failpoints, loader, storable
 from engine.clock import Clock, SystemClock, as_utc
@@ -85,9 +85,11 @@ class Engine:
     def __init__(self, url: str | None = None, clock: Clock | None = None, **engine_options: Any) -> None:
         self.url = url or DEFAULT_DATABASE_URL
         self.clock: Clock = clock or SystemClock()
-        self.db = database.create_db_engine(self.url, **engine_options)
+        # No ping per checkout (a round trip per step): _retrying replaces a dead connection.
+        self.db = database.create_db_engine(self.url, **{"pool_pre_ping": False, **engine_options})
         database.ensure_schema(self.db)
         self._definitions: dict[tuple[str, int], ProcessDefinition] = {}
+        self._latest_versions: dict[str, int] = {}  # what start last saw; its insert re-checks it
 
     def close(self) -> None:
         self.db.dispose()
@@ -166,15 +168,9 @@ class Engine:
         _check_text(str(key), "the business key")
         _check_text(actor, "the actor (--as)")
         now = self._logical(at)
-        try:
-            return self._transaction(
-                lambda conn: self._start(conn, process, str(key), data or {}, version, now, actor, source)
-            )
-        except IntegrityError:  # another process started the same key at the same moment
-            existing = self._read(lambda conn: repo.find_instance_by_key(conn, process, str(key)))
-            if existing is None or existing.status != "active":
-                raise
-            return StartResult(existing, created=False)
+        return self._transaction(
+            lambda conn: self._start(conn, process, str(key), data or {}, version, now, actor, source)
+        )
 
     def _start(
         self,
@@ -187,13 +183,36 @@ class Engine:
         actor: str | None,
         source: str,
     ) -> StartResult:
-        existing = repo.find_instance_by_key(conn, process, key)
-        if existing is not None and existing.status == "active":
-            return StartResult(existing, created=False)
+        """One statement in the usual case: the insert itself refuses a key that is already active
+        and a version that is no longer the latest; only then are they read."""
+        for _ in range(RETRIES):
+            definition = self._start_definition(conn, process, version)
+            try:
+                decision = decide.decide_start(definition, data, now)
+            except (UsageError, EventRejected):
+                existing = _active_instance(conn, process, key)
+                if existing is not None:
+                    return StartResult(existing, created=False)  # as if the data were never looked at
+                raise
+            guard = version is None
+            started = self._insert_started(conn, definition, [(key, decision)], now, actor, source, guard)
+            if started:
+                return StartResult(started[0], created=True)
+            existing = _active_instance(conn, process, key)
+            if existing is not None:
+                return StartResult(existing, created=False)
+            self._latest_versions.pop(process, None)  # a newer version was deployed: use it
+        raise ConflictError(f"process '{process}' kept being redeployed while starting '{key}'; retry")
+
+    def _start_definition(self, conn: Connection, process: str, version: int | None) -> ProcessDefinition:
+        """The definition a start uses: the named version, or the latest as last seen (the insert
+        checks it is still the latest)."""
+        if version is None and process in self._latest_versions:
+            return self._definitions[(process, self._latest_versions[process])]
         definition = self._load_definition(conn, process, version)
-        decision = decide.decide_start(definition, data, now)
-        started = self._insert_started(conn, definition, [(key, decision)], now, actor, source)
-        return StartResult(started[0], created=True)
+        if version is None:
+            self._latest_versions[process] = definition.version
+        return definition
 
     def start_many(
         self,
@@ -255,7 +274,7 @@ class Engine:
 
         def work(conn: Connection) -> list[InstanceRecord]:
             started = [(key, decision) for _, key, decision in decided]
-            return self._insert_started(conn, definition, started, now, actor, source, skip_active=True)
+            return self._insert_started(conn, definition, started, now, actor, source)
 
         started_keys = {record.key for record in self._transaction(work)}
         report.already_active.extend((n, k) for n, k, _ in decided if k not in started_keys)
@@ -271,10 +290,11 @@ class Engine:
         now: datetime,
         actor: str | None,
         source: str,
-        skip_active: bool = False,
+        guard_version: bool = False,
     ) -> list[InstanceRecord]:
-        """Insert started instances with their history and timers; return them as written. With
-        ``skip_active`` (bulk), keys that already have an active instance are left out."""
+        """Insert started instances with their history and timers; return them as written. Keys that
+        already have an active instance are left out, and with ``guard_version`` (one start of the
+        latest version) so is everything when a newer version has been deployed meanwhile."""
         if not started:
             return []
         real_now = self.clock.now()
@@ -298,16 +318,17 @@ class Engine:
             }
             for key, decision in started
         ]
-        decisions = [decision for _, decision in started]
-        if skip_active:  # the unique index decides, in the insert itself: no read first
+        if guard_version:
+            (row,) = rows
+            instance_id = repo.insert_started_instance(conn, row)
+            ids_by_key = {} if instance_id is None else {row["business_key"]: instance_id}
+        else:  # the unique index decides, in the insert itself: no read first
             ids_by_key = repo.insert_new_instances(conn, rows)
-            kept = [
-                (ids_by_key[row["business_key"]], row, decision)
-                for row, decision in zip(rows, decisions, strict=True)
-                if row["business_key"] in ids_by_key
-            ]
-        else:
-            kept = list(zip(repo.insert_instances(conn, rows), rows, decisions, strict=True))
+        kept = [
+            (ids_by_key[row["business_key"]], row, decision)
+            for row, (_, decision) in zip(rows, started, strict=True)
+            if row["business_key"] in ids_by_key
+        ]
         history_rows, timer_rows = [], []
         for instance_id, _, decision in kept:
             history_rows.append(
@@ -376,9 +397,10 @@ class Engine:
         actor: str | None,
         source: str,
         idempotency_key: str | None = None,
+        fired_timer: int | None = None,
     ) -> tuple[InstanceRecord, HistoryRecord]:
         """Apply ``decision``; return the instance as written (no need to read it back) and the
-        history entry."""
+        history entry. ``fired_timer``: the index of the timer firing now, already marked fired."""
         real_now = self.clock.now()
         seq = instance.row_version + 1
         values: dict[str, Any] = {
@@ -410,7 +432,8 @@ class Engine:
         repo.insert_history(conn, [row])
         failpoints.hit("after_history")
         if decision.entered:
-            repo.cancel_pending_timers(conn, instance.id)
+            if _may_have_pending_timers(definition, instance.state, fired_timer):
+                repo.cancel_pending_timers(conn, instance.id)
             repo.insert_timers(conn, _timer_rows(instance.id, visit, decision, real_now))
         failpoints.hit("after_timers")
         return replace(instance, **values), _history_record(row)
@@ -468,7 +491,7 @@ class Engine:
         except EventRejected as exc:
             return self._timer_failed(conn, timer, instance, exc.message, real_now, lateness)
         repo.finish_timer(conn, timer.id, "fired" if decision.taken else "skipped", real_now, lateness)
-        self._apply(conn, instance, definition, decision, at, "timer", "timer")
+        self._apply(conn, instance, definition, decision, at, "timer", "timer", fired_timer=timer.timer_index)
         outcome = "fired" if decision.taken else "skipped"
         return FiredTimer(
             timer, outcome, instance.id, instance.state, decision.to_state, lateness, decision.note
@@ -570,27 +593,54 @@ class Engine:
     def _transaction(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one write transaction; retry it whole on deadlocks, serialization
         failures and lost connections (PostgreSQL), which leave nothing applied."""
-        for attempt in range(1, RETRIES + 1):
-            try:
-                with self.db.begin() as conn:
-                    result = work(conn)
-                    failpoints.hit("before_commit")
-                    return result
-            except DBAPIError as exc:
-                if attempt == RETRIES or not _retryable(exc):
-                    raise
-                log.warning("retrying after %s (attempt %d)", type(exc.orig).__name__, attempt)
-                time.sleep(RETRY_BACKOFF_SECONDS * 2**attempt)  # let a restarting server come back
-        raise AssertionError("unreachable")
+
+        def attempt() -> T:
+            with self.db.begin() as conn:
+                result = work(conn)
+                failpoints.hit("before_commit")
+                return result
+
+        return self._retrying(attempt)
 
     def _read(self, work: Callable[[Connection], T]) -> T:
-        with self.db.connect() as conn:
-            conn = conn.execution_options(**{database.READONLY_OPTION: True})
-            with conn.begin():
+        """Run ``work`` in a read-only transaction, retried like a write on a lost connection."""
+
+        def attempt() -> T:
+            with self.db.connect() as conn, database.read_transaction(conn):
                 return work(conn)
+
+        return self._retrying(attempt)
+
+    @staticmethod
+    def _retrying(attempt: Callable[[], T]) -> T:
+        """Connections are not pinged before use (a round trip per transaction): a connection the
+        server closed fails its first statement instead, SQLAlchemy then replaces every pooled
+        connection, and the whole unit of work runs again."""
+        for number in range(1, RETRIES + 1):
+            try:
+                return attempt()
+            except DBAPIError as exc:
+                if number == RETRIES or not _retryable(exc):
+                    raise
+                log.warning("retrying after %s (attempt %d)", type(exc.orig).__name__, number)
+                time.sleep(RETRY_BACKOFF_SECONDS * 2**number)  # let a restarting server come back
+        raise AssertionError("unreachable")
 
 
 _MAX_ID = 2**63 - 1  # BIGINT: a larger id cannot exist (and cannot even be sent to the database)
+
+
+def _active_instance(conn: Connection, process: str, key: str) -> InstanceRecord | None:
+    found = repo.find_instance_by_key(conn, process, key)
+    return found if found is not None and found.status == "active" else None
+
+
+def _may_have_pending_timers(definition: ProcessDefinition, state: str, fired_timer: int | None) -> bool:
+    """Whether leaving ``state`` has timers to cancel. Entering a state cancels every pending timer
+    of the instance before arming the new state's, so the only ones pending are the left state's
+    own, less the one firing now; a state with none needs no cancelling statement. (A stray timer
+    from an ended visit would still be recognised as stale when claimed, and cancelled then.)"""
+    return any(timer.index != fired_timer for timer in definition.states[state].timers)
 
 
 def _check_text(value: str | None, what: str) -> None:

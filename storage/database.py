@@ -2,14 +2,17 @@
 
 SQLite (one host): WAL, a busy timeout, foreign keys on, and every write transaction begun with
 ``BEGIN IMMEDIATE`` so it takes the write lock up front instead of failing with "database is
-locked" halfway through (P21). PostgreSQL: READ COMMITTED, ``pool_pre_ping`` and server-side
-timeouts so a stalled session cannot hold row locks for ever (P4, P22).
+locked" halfway through (P21). PostgreSQL: READ COMMITTED, and server-side timeouts so a stalled
+session cannot hold row locks for ever (P4, P22). Pooled connections are pinged before use, except
+the runtime's: it retries a unit of work whose connection turns out to be dead instead (P22).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 
 from engine import errors
 
@@ -28,8 +31,8 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
-# Execution option a reader sets to begin SQLite transactions without taking the write lock.
-READONLY_OPTION = "salesflow_readonly"
+# Mark on a pooled SQLite connection: its next transaction only reads (see read_transaction).
+_READONLY = "salesflow_readonly"
 
 # Any constant works; every salesflow migrator on one PostgreSQL database agrees on it.
 _MIGRATION_LOCK_KEY = 0x5A1E5F10
@@ -89,7 +92,11 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int, **kw: Any) -> Engine:
         kw.setdefault("connect_args", {}).setdefault("check_same_thread", False)
     engine = create_engine(url, **kw)
     event.listen(engine, "connect", functools.partial(_sqlite_on_connect, busy_timeout_ms))
-    event.listen(engine, "begin", _sqlite_on_begin)
+    # pysqlite's dialect begins nothing itself (do_begin is a no-op; the driver is in autocommit
+    # mode, see below); this engine's dialect sends the BEGIN. Not a "begin" event listener, as
+    # SQLAlchemy's documentation shows: any connection listener makes every statement dispatch
+    # events, which cost more per step than the BEGIN itself.
+    engine.dialect.do_begin = _sqlite_begin  # type: ignore[method-assign]
     return engine
 
 
@@ -107,10 +114,25 @@ def _sqlite_on_connect(busy_timeout_ms: int, dbapi_connection: Any, _record: Any
         cursor.close()
 
 
-def _sqlite_on_begin(conn: Connection) -> None:
+def _sqlite_begin(connection: PoolProxiedConnection) -> None:
     """Writers lock up front; a deferred read-then-write would fail at once when busy (P21)."""
-    readonly = conn.get_execution_options().get(READONLY_OPTION, False)
-    conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+    readonly = connection.info.pop(_READONLY, False)
+    connection.driver_connection.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+
+@contextmanager
+def read_transaction(conn: Connection) -> Iterator[Connection]:
+    """A transaction that only reads: on SQLite it begins without taking the write lock, so readers
+    never wait for writers (WAL gives them a snapshot)."""
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        conn.connection.info[_READONLY] = True
+    try:
+        with conn.begin():
+            yield conn
+    finally:
+        if sqlite:
+            conn.connection.info.pop(_READONLY, None)
 
 
 def _postgresql_engine(url: URL, settings: dict[str, str], **kw: Any) -> Engine:
@@ -121,7 +143,7 @@ def _postgresql_engine(url: URL, settings: dict[str, str], **kw: Any) -> Engine:
     options += [from_url] if isinstance(from_url, str) else list(from_url)
     options += [connect_args["options"]] if connect_args.get("options") else []
     connect_args["options"] = " ".join(options)  # later settings win: the caller's override ours
-    kw.setdefault("pool_pre_ping", True)
+    kw.setdefault("pool_pre_ping", True)  # the runtime turns it off: it retries instead
     kw.setdefault("isolation_level", "READ COMMITTED")
     return create_engine(url, connect_args=connect_args, **kw)
 
@@ -142,10 +164,8 @@ def head_revision() -> str | None:
 
 def current_revision(engine: Engine) -> str | None:
     """The migration the database is at; None for an empty database."""
-    with engine.connect() as conn:
-        conn.execution_options(**{READONLY_OPTION: True})
-        with conn.begin():
-            return _revision(conn)
+    with engine.connect() as conn, read_transaction(conn):
+        return _revision(conn)
 
 
 def _revision(conn: Connection) -> str | None:

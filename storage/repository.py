@@ -5,6 +5,7 @@ SQLAlchemy rows do not leave this module: callers get the frozen records defined
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,6 @@ _FIND_BY_KEY = (
     .order_by((instances.c.status == "active").desc(), instances.c.id.desc())
     .limit(1)
 )
-_INSERT_INSTANCE = insert(instances).returning(instances.c.id)
 _INSERT_HISTORY = insert(history)
 _INSERT_TIMERS = insert(timers)
 _UPDATE_INSTANCE = update(instances).where(
@@ -35,8 +35,11 @@ _CANCEL_PENDING = update(timers).where(
     timers.c.instance_id == bindparam("owner_id"), text(f"timers.{PENDING_TIMER}")
 )
 _FINISH_TIMER = update(timers).where(timers.c.id == bindparam("timer_id"))
+# Rows are read by position into the records below, whose fields follow the tables' column order
+# (tests/test_storage.py checks it); the timer's created_at is not part of its record.
+_TIMER_COLUMNS = tuple(column for column in timers.c if column.name != "created_at")
 _CLAIM_DUE = (
-    select(timers, instances)
+    select(*_TIMER_COLUMNS, *instances.c)
     .join(instances, instances.c.id == timers.c.instance_id)
     .where(text(f"timers.{PENDING_TIMER}"), timers.c.due_at <= bindparam("until"))
     .order_by(timers.c.due_at, timers.c.id)
@@ -198,17 +201,6 @@ def find_instance_by_key(conn: Connection, process: str, key: str) -> InstanceRe
     return _instance(row) if row else None
 
 
-def insert_instances(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert instance rows; return their ids in the same order."""
-    if len(rows) == 1:
-        return [conn.execute(_INSERT_INSTANCE, rows[0]).scalar_one()]
-    result = conn.execute(insert(instances).returning(instances.c.id, sort_by_parameter_order=True), rows)
-    return list(result.scalars())
-
-
-_INSERT_NEW: dict[str, Any] = {}  # per dialect: ON CONFLICT is dialect-specific SQL
-
-
 def insert_new_instances(conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert the rows whose (process, business key) has no active instance yet and return business
     key -> id of those inserted. The partial unique index decides, atomically, in the insert itself
@@ -216,18 +208,49 @@ def insert_new_instances(conn: Connection, rows: list[dict[str, Any]]) -> dict[s
     planner has no statistics for yet (a first import), and could race with another import."""
     if not rows:
         return {}
-    statement = _INSERT_NEW.get(conn.dialect.name)
-    if statement is None:
-        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        statement = _INSERT_NEW[conn.dialect.name] = (
-            dialect_insert(instances)
-            .on_conflict_do_nothing(
-                index_elements=[instances.c.process, instances.c.business_key],
-                index_where=text(ACTIVE_INSTANCE),
-            )
-            .returning(instances.c.id, instances.c.business_key)
-        )
+    statement = _insert_new_statement(conn.dialect.name)
     return {key: instance_id for instance_id, key in conn.execute(statement, rows)}
+
+
+def insert_started_instance(conn: Connection, row: dict[str, Any]) -> int | None:
+    """Insert one started instance in a single statement, unless its (process, business key) already
+    has an active instance or a version of the process newer than ``row["version"]`` has been
+    deployed; return its id, or None when it was not inserted (the caller reads which it was).
+
+    This lets ``start`` trust its cached latest version and skip two reads (the key, the latest
+    version): both are checked atomically by the insert itself."""
+    return conn.execute(_insert_started_statement(conn.dialect.name), row).scalar()
+
+
+def _unless_active(dialect_name: str) -> Any:
+    """``INSERT INTO instances ... ON CONFLICT (process, business_key) WHERE status = 'active' DO
+    NOTHING``: the partial unique index, not a read, decides whether a key is already active."""
+    dialect_insert = postgresql.insert if dialect_name == "postgresql" else sqlite.insert
+    return dialect_insert(instances).on_conflict_do_nothing(
+        index_elements=[instances.c.process, instances.c.business_key],
+        index_where=text(ACTIVE_INSTANCE),
+    )
+
+
+@functools.cache  # per dialect: ON CONFLICT is dialect-specific SQL
+def _insert_new_statement(dialect_name: str) -> Any:
+    return _unless_active(dialect_name).returning(instances.c.id, instances.c.business_key)
+
+
+@functools.cache
+def _insert_started_statement(dialect_name: str) -> Any:
+    columns = [column for column in instances.c if column.name != "id"]
+    newer_deployed = (
+        select(definitions.c.version)
+        .where(definitions.c.process == bindparam("process"), definitions.c.version > bindparam("version"))
+        .exists()
+    )
+    values = select(*[bindparam(column.name, type_=column.type) for column in columns])
+    return (
+        _unless_active(dialect_name)
+        .from_select(columns, values.where(~newer_deployed))
+        .returning(instances.c.id)
+    )
 
 
 def update_instance(
@@ -273,7 +296,7 @@ def instance_record(instance_id: int, values: dict[str, Any]) -> InstanceRecord:
 
 
 def _instance(row: Row) -> InstanceRecord:
-    return _instance_from_mapping(row._mapping)
+    return InstanceRecord(*row)  # select(instances): every column, in the record's order
 
 
 # -- history -------------------------------------------------------------------------------------
@@ -329,7 +352,8 @@ def claim_due_timer(conn: Connection, until: datetime) -> tuple[TimerRecord, Ins
     row = conn.execute(_CLAIM_DUE, {"until": until}).first()
     if row is None:
         return None
-    return _timer_from_mapping(row._mapping), _instance_from_mapping(row._mapping)
+    split = len(_TIMER_COLUMNS)
+    return TimerRecord(*row[:split]), InstanceRecord(*row[split:])
 
 
 def finish_timer(
@@ -364,49 +388,12 @@ def list_timers(
         conditions.append(timers.c.due_at <= due_before)
     if instance_id is not None:
         conditions.append(timers.c.instance_id == instance_id)
-    query = select(timers).where(and_(*conditions)).order_by(timers.c.due_at, timers.c.id).limit(limit)
-    return [_timer(row) for row in conn.execute(query)]
+    query = select(*_TIMER_COLUMNS).where(and_(*conditions)).order_by(timers.c.due_at, timers.c.id)
+    return [_timer(row) for row in conn.execute(query.limit(limit))]
 
 
 def _timer(row: Row) -> TimerRecord:
-    return _timer_from_mapping(row._mapping)
-
-
-def _timer_from_mapping(mapping: Any) -> TimerRecord:
-    c = timers.c
-    return TimerRecord(
-        id=mapping[c.id],
-        instance_id=mapping[c.instance_id],
-        visit=mapping[c.visit],
-        timer_index=mapping[c.timer_index],
-        name=mapping[c.name],
-        state=mapping[c.state],
-        due_at=mapping[c.due_at],
-        status=mapping[c.status],
-        fired_at=mapping[c.fired_at],
-        lateness_seconds=mapping[c.lateness_seconds],
-    )
-
-
-def _instance_from_mapping(mapping: Any) -> InstanceRecord:
-    c = instances.c
-    return InstanceRecord(
-        id=mapping[c.id],
-        process=mapping[c.process],
-        version=mapping[c.version],
-        key=mapping[c.business_key],
-        state=mapping[c.state],
-        data=mapping[c.data],
-        status=mapping[c.status],
-        queue=mapping[c.queue],
-        stage=mapping[c.stage],
-        outcome=mapping[c.outcome],
-        visit=mapping[c.visit],
-        row_version=mapping[c.row_version],
-        created_at=mapping[c.created_at],
-        updated_at=mapping[c.updated_at],
-        last_event_at=mapping[c.last_event_at],
-    )
+    return TimerRecord(*row)  # select(*_TIMER_COLUMNS)
 
 
 def states_reached(conn: Connection, process: str) -> list[tuple[int, str]]:

@@ -106,6 +106,20 @@ def test_running_instances_stay_on_their_version_while_new_starts_use_the_latest
     assert pinned.version == 1
 
 
+def test_a_version_deployed_by_another_process_is_used_by_the_next_start(
+    engine: Engine, make_engine: Callable[..., Engine]
+) -> None:
+    before = new_lead(engine, "before")  # this engine now knows version 1 as the latest
+    other_process = make_engine()
+    other_process.deploy(loader.load_text(offer_loop_text(("\nversion: 1\n", "\nversion: 2\n"))))
+
+    after = new_lead(engine, "after")
+
+    assert (before.version, after.version) == (1, 2)
+    assert engine.get(after.id).version == 2
+    assert [entry.definition_version for entry in engine.history(after.id)] == [2]
+
+
 # -- start -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("data", "expected"),
@@ -159,6 +173,15 @@ def test_a_second_start_for_the_same_key_returns_the_active_instance(engine: Eng
     assert engine.get(first.instance.id).data == {"name": "Acme"}
     assert len(engine.history(first.instance.id)) == 1
     assert len(engine.list_instances(process="offer_loop")) == 1
+
+
+def test_a_second_start_with_bad_data_still_returns_the_active_instance(engine: Engine) -> None:
+    first = engine.start("offer_loop", "c1", {"name": "Acme"})
+    second = engine.start("offer_loop", "c1", {"colour": "red"})  # would be refused for a new key
+
+    assert (second.created, second.instance) == (False, first.instance)
+    with pytest.raises(UsageError, match="'colour' was unexpected"):
+        engine.start("offer_loop", "c2", {"colour": "red"})
 
 
 def test_a_closed_instance_does_not_block_a_new_start_for_its_key(engine: Engine) -> None:

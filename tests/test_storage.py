@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -22,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from engine import errors
-from storage import database, tables, types
+from storage import database, repository, tables, types
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -199,6 +200,39 @@ def test_ensure_schema_refuses_an_unmigrated_postgres(make_db_engine: EngineFact
     database.ensure_schema(engine)
 
 
+# ---------------------------------------------------------------- rows read by position
+
+
+@pytest.mark.parametrize(
+    ("table", "record", "renamed", "left_out"),
+    [
+        (tables.instances, repository.InstanceRecord, {"business_key": "key"}, set()),
+        (tables.timers, repository.TimerRecord, {}, {"created_at"}),
+    ],
+)
+def test_records_follow_their_tables_column_order(
+    table: sa.Table, record: type, renamed: dict[str, str], left_out: set[str]
+) -> None:
+    """The repository builds records from rows by position: a column added or moved in a
+    migration must be mirrored in the record, or every value would land in the wrong field."""
+    columns = [renamed.get(c.name, c.name) for c in table.c if c.name not in left_out]
+    assert columns == [f.name for f in dataclasses.fields(record)]
+
+
+def test_records_read_back_hold_what_was_written(db_engine: sa.Engine) -> None:
+    with db_engine.begin() as conn:
+        instance_id = add_instance(conn, key="acme")
+        add_timer(conn, instance_id, due_at=T0 + timedelta(days=1))
+        instance = repository.get_instance(conn, instance_id)
+        [timer] = repository.list_timers(conn)
+        claimed = repository.claim_due_timer(conn, T0 + timedelta(days=2))
+    assert instance is not None and (instance.key, instance.status, instance.visit) == ("acme", "active", 1)
+    assert (timer.instance_id, timer.name, timer.due_at, timer.status) == (
+        instance_id, "remind", T0 + timedelta(days=1), "pending"
+    )
+    assert claimed == (timer, instance)
+
+
 # ---------------------------------------------------------------- instants (P14)
 
 ZONES = [
@@ -347,8 +381,7 @@ def test_sqlite_writers_take_the_write_lock_at_begin(
     with db_engine.connect() as holder, holder.begin():  # no statement yet: only BEGIN IMMEDIATE
         with pytest.raises(OperationalError, match="database is locked"), impatient.begin():
             pass
-        reader = impatient.connect().execution_options(**{database.READONLY_OPTION: True})
-        with reader, reader.begin():
+        with impatient.connect() as reader, database.read_transaction(reader):
             assert reader.scalar(sa.select(sa.func.count()).select_from(tables.timers)) == 0
     with impatient.begin() as conn:  # the lock is free again once the holder has finished
         add_instance(conn)
@@ -356,15 +389,21 @@ def test_sqlite_writers_take_the_write_lock_at_begin(
 
 @SQLITE_ONLY
 def test_sqlite_begin_statements(db_engine: sa.Engine) -> None:
+    """What SQLite itself ran: writers take the write lock at BEGIN, readers do not."""
     seen: list[str] = []
-    sa.event.listen(db_engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
-    with db_engine.begin() as conn:
-        conn.exec_driver_sql("SELECT 1")
     with db_engine.connect() as conn:
-        conn.execution_options(**{database.READONLY_OPTION: True})
-        with conn.begin():
-            conn.exec_driver_sql("SELECT 2")
-    assert seen == ["BEGIN IMMEDIATE", "SELECT 1", "BEGIN", "SELECT 2"]
+        conn.connection.driver_connection.set_trace_callback(seen.append)
+        try:
+            with conn.begin():
+                conn.exec_driver_sql("SELECT 1")
+            with database.read_transaction(conn):
+                conn.exec_driver_sql("SELECT 2")
+            with conn.begin():  # the read-only mark does not outlive its transaction
+                conn.exec_driver_sql("SELECT 3")
+        finally:
+            conn.connection.driver_connection.set_trace_callback(None)
+    assert seen == ["BEGIN IMMEDIATE", "SELECT 1", "COMMIT", "BEGIN", "SELECT 2", "COMMIT",
+                    "BEGIN IMMEDIATE", "SELECT 3", "COMMIT"]
 
 
 # ---------------------------------------------------------------- the due-timer query plan

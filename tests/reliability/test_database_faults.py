@@ -10,14 +10,18 @@ happens, the server is started again before the test ends, for the tests that fo
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from engine.runtime import Engine
+from storage import database
 from tests.reliability import harness
 from tests.reliability.test_crash_harness import run_harness
 
 pytestmark = pytest.mark.postgres
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def restart_allowed() -> str | None:
@@ -73,3 +77,31 @@ def test_a_server_restart_mid_run_loses_and_doubles_nothing(
     finally:
         harness.ensure_postgresql_running()
     assert run.restarts == 1
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_session_ended_by_the_server_costs_the_caller_nothing(
+    make_engine: Callable[..., Engine], migrated_url: str
+) -> None:
+    """Pooled connections are not pinged before use: the unit of work that finds its connection
+    dead runs again on a new one, reads and writes alike, and the caller sees no error."""
+    sales = make_engine()
+    sales.deploy(FIXTURES / "offer_loop.yaml")
+    started = sales.start("offer_loop", "c1", {"name": "Acme"}).instance
+    for step in (lambda: sales.get(started.id), lambda: sales.fire(started.id, "make_offer", {"amount": 5},
+                                                                    roles=["sales_rep"])):
+        _end_sessions_of(sales, migrated_url)
+        step()
+    assert sales.get(started.id).state == "offer_sent"
+    assert [entry.event for entry in sales.history(started.id)] == ["start", "make_offer"]
+
+
+def _end_sessions_of(sales: Engine, url: str) -> None:
+    with sales.db.connect() as conn:
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    admin = database.create_db_engine(url)
+    try:
+        with admin.begin() as conn:
+            assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar_one()
+    finally:
+        admin.dispose()
