@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,11 +109,37 @@ def _sqlite_on_connect(busy_timeout_ms: int, dbapi_connection: Any, _record: Any
     try:
         # busy_timeout first: switching to WAL needs a lock another process may hold.
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor, busy_timeout_ms)
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
+
+
+# How often a connection retries switching a new database file to WAL while another holds it.
+_WAL_RETRY_SECONDS = 0.01
+
+
+def _switch_to_wal(cursor: sqlite3.Cursor, busy_timeout_ms: int) -> None:
+    """Switch the file to WAL, waiting up to the busy timeout for other connections.
+
+    SQLite does not wait by itself here. While a new file is still in rollback-journal mode, the
+    switch reads first and then needs the write lock. If another connection is creating the schema
+    at that moment, SQLite answers "database is locked" at once instead of calling the busy
+    handler (it would otherwise deadlock). So several processes opening one new file retry."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            _wait_before_retry()
+
+
+def _wait_before_retry() -> None:
+    time.sleep(_WAL_RETRY_SECONDS)
 
 
 def _sqlite_begin(connection: PoolProxiedConnection) -> None:

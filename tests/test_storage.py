@@ -6,6 +6,7 @@ import dataclasses
 import functools
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -371,6 +372,48 @@ def test_sqlite_pragmas_are_in_force(db_engine: sa.Engine) -> None:
         }
     assert pragma == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000,
                       "synchronous": 1}  # fmt: skip
+
+
+def _hold_new_file_in_rollback_mode(path: str) -> sqlite3.Connection:
+    """What another process creating a new database looks like: the file is not in WAL mode yet
+    and that process holds the write lock."""
+    creator = sqlite3.connect(path, isolation_level=None)
+    creator.execute("BEGIN IMMEDIATE")
+    creator.execute("CREATE TABLE being_created (x)")
+    return creator
+
+
+@SQLITE_ONLY
+def test_opening_a_new_file_another_process_is_creating_waits_for_it(
+    database_url: str, make_db_engine: EngineFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite refuses the switch to WAL at once here (no busy wait); the connection retries."""
+    creator = _hold_new_file_in_rollback_mode(sa.make_url(database_url).database)
+    retries: list[str] = []
+
+    def creator_finishes() -> None:
+        retries.append("retry")
+        if creator.in_transaction:
+            creator.execute("COMMIT")
+
+    monkeypatch.setattr(database, "_wait_before_retry", creator_finishes)
+    with make_db_engine().connect() as conn:
+        mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
+        tables_seen = conn.exec_driver_sql("SELECT name FROM sqlite_master").scalars().all()
+    creator.close()
+    assert (retries, mode, tables_seen) == (["retry"], "wal", ["being_created"])
+
+
+@SQLITE_ONLY
+def test_opening_a_file_held_past_the_busy_timeout_says_it_is_locked(
+    database_url: str, make_db_engine: EngineFactory
+) -> None:
+    creator = _hold_new_file_in_rollback_mode(sa.make_url(database_url).database)
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            make_db_engine(busy_timeout_ms=0).connect()
+    finally:
+        creator.close()
 
 
 @SQLITE_ONLY
