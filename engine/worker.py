@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import signal
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, timedelta
@@ -38,6 +39,7 @@ class Worker:
         self.engine = engine
         self.interval = interval
         self._stopping = False
+        self._ticking = threading.Lock()  # held while a tick runs, so a stop can wait for it
         self.scheduler = BlockingScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -45,6 +47,10 @@ class Worker:
 
     def tick(self) -> None:
         """One round: fire what is due, then set the alarm for the next due timer."""
+        with self._ticking:
+            self._tick()
+
+    def _tick(self) -> None:
         try:
             fired = 0
             while not self._stopping:  # in batches, so a stop never waits for a long backlog
@@ -70,9 +76,16 @@ class Worker:
             )
 
     def stop(self, signum: int | None = None, _frame: Any = None) -> None:
+        """Ask the worker to stop; ``run`` returns once the tick under way has finished.
+
+        Not ``shutdown(wait=True)``: APScheduler waits for running jobs while holding its job-store
+        lock, and a tick that is setting its alarm at that moment needs the same lock, so both
+        would wait for ever."""
+        if self._stopping:  # a second signal while the first is being handled
+            return
         log.info("stopping worker (signal %s); the timer being fired finishes first", signum)
         self._stopping = True
-        self.scheduler.shutdown(wait=True)
+        self.scheduler.shutdown(wait=False)
 
     def run(self) -> None:
         self.scheduler.add_job(
@@ -85,8 +98,9 @@ class Worker:
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGTERM, self.stop)
         log.info("worker started on %s, polling every %ss", self.engine.url.split("@")[-1], self.interval)
-        self.scheduler.start()
-        log.info("worker stopped")
+        self.scheduler.start()  # returns once stop() has been called
+        with self._ticking:  # the tick under way, if any, finishes first
+            log.info("worker stopped")
 
 
 def connect(make_engine: Callable[[], Engine]) -> Engine:

@@ -7,10 +7,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from engine import worker
+from engine.clock import ManualClock
 from storage import database
 
 SALESFLOW = str(Path(sys.executable).with_name("salesflow"))
@@ -88,3 +93,48 @@ def test_worker_fires_overdue_timer_once_and_stops_cleanly(
     assert len(timer_rows) == 1
     assert timer_rows[0]["at"] == "2020-01-02T00:00:00+00:00"  # recorded at its due instant
     assert json.loads(_cli(database_url, "timers", "--json").stdout) == []
+
+
+class _EngineBetweenFiringAndAlarm:
+    """Stands in for the Engine: nothing is due, and asking for the next due instant waits until
+    the test lets it go, which holds a tick between its firings and setting its alarm."""
+
+    url = "sqlite:///stand-in.db"
+
+    def __init__(self, events: list[str]) -> None:
+        self.clock = ManualClock(datetime(2026, 3, 2, 8, 0, tzinfo=UTC))
+        self.events = events
+        self.asked = threading.Event()
+        self.let_go = threading.Event()
+
+    def tick(self, limit: int) -> SimpleNamespace:
+        return SimpleNamespace(fired=[])
+
+    def next_due(self) -> datetime:
+        self.asked.set()
+        self.let_go.wait(timeout=10)  # bounded, so a worker that waits for the tick cannot hang us
+        self.events.append("tick finished")
+        return self.clock.now() + timedelta(seconds=1)  # soon: the tick sets an alarm job
+
+
+def test_a_stop_during_a_tick_returns_at_once_and_the_worker_ends_after_the_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The signal handler must not wait for the tick: APScheduler would hold its job-store lock
+    while waiting, and the tick needs that lock to set its alarm, so the worker never ended."""
+    monkeypatch.setattr(signal, "signal", lambda *_: None)  # leave pytest's own handlers alone
+    events: list[str] = []
+    engine = _EngineBetweenFiringAndAlarm(events)
+    running = worker.Worker(engine, interval=60)  # type: ignore[arg-type]
+
+    def operator() -> None:
+        engine.asked.wait(timeout=10)
+        running.stop(signal.SIGTERM)
+        events.append("stop returned")
+        running.stop(signal.SIGINT)  # a second signal changes nothing
+        engine.let_go.set()
+
+    threading.Thread(target=operator).start()
+    running.run()
+    events.append("worker ended")
+    assert events == ["stop returned", "tick finished", "worker ended"]
