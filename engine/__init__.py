@@ -28,6 +28,7 @@ def __getattr__(name: str) -> object:
         return Engine
     raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
+
 __all__ = [
     "ConflictError",
     "DefinitionError",

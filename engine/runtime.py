@@ -649,9 +649,7 @@ def _check_text(value: str | None, what: str) -> None:
         raise UsageError(f"{what} {problem}")
 
 
-def _check_same_request(
-    earlier: HistoryRecord, key: str, event: str, input: dict[str, Any] | None
-) -> None:
+def _check_same_request(earlier: HistoryRecord, key: str, event: str, input: dict[str, Any] | None) -> None:
     """A reused idempotency key must name the same event (and input, when the retry gives one):
     otherwise it is a mistake, not a retry."""
     if earlier.event != event or (input is not None and (earlier.input or None) != (input or None)):

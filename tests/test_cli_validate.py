@@ -19,7 +19,6 @@ BAD_CASE = CORPUS / "20_unknown_target_transition.yaml"
 BAD_ERROR = "9:13: states.to_call.on.book.to: unknown state 'meetng' (did you mean 'meeting'?)"
 
 
-
 def salesflow_command() -> str:
     """The installed ``salesflow`` script next to this interpreter (the project's venv)."""
     found = shutil.which("salesflow", path=str(Path(sys.executable).parent))

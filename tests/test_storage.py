@@ -229,7 +229,10 @@ def test_records_read_back_hold_what_was_written(db_engine: sa.Engine) -> None:
         claimed = repository.claim_due_timer(conn, T0 + timedelta(days=2))
     assert instance is not None and (instance.key, instance.status, instance.visit) == ("acme", "active", 1)
     assert (timer.instance_id, timer.name, timer.due_at, timer.status) == (
-        instance_id, "remind", T0 + timedelta(days=1), "pending"
+        instance_id,
+        "remind",
+        T0 + timedelta(days=1),
+        "pending",
     )
     assert claimed == (timer, instance)
 
@@ -445,8 +448,17 @@ def test_sqlite_begin_statements(db_engine: sa.Engine) -> None:
                 conn.exec_driver_sql("SELECT 3")
         finally:
             conn.connection.driver_connection.set_trace_callback(None)
-    assert seen == ["BEGIN IMMEDIATE", "SELECT 1", "COMMIT", "BEGIN", "SELECT 2", "COMMIT",
-                    "BEGIN IMMEDIATE", "SELECT 3", "COMMIT"]
+    assert seen == [
+        "BEGIN IMMEDIATE",
+        "SELECT 1",
+        "COMMIT",
+        "BEGIN",
+        "SELECT 2",
+        "COMMIT",
+        "BEGIN IMMEDIATE",
+        "SELECT 3",
+        "COMMIT",
+    ]
 
 
 # ---------------------------------------------------------------- the due-timer query plan

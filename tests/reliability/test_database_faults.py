@@ -88,8 +88,10 @@ def test_a_session_ended_by_the_server_costs_the_caller_nothing(
     sales = make_engine()
     sales.deploy(FIXTURES / "offer_loop.yaml")
     started = sales.start("offer_loop", "c1", {"name": "Acme"}).instance
-    for step in (lambda: sales.get(started.id), lambda: sales.fire(started.id, "make_offer", {"amount": 5},
-                                                                    roles=["sales_rep"])):
+    for step in (
+        lambda: sales.get(started.id),
+        lambda: sales.fire(started.id, "make_offer", {"amount": 5}, roles=["sales_rep"]),
+    ):
         _end_sessions_of(sales, migrated_url)
         step()
     assert sales.get(started.id).state == "offer_sent"
