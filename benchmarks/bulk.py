@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select
 
-from benchmarks import common
+from benchmarks import common, raw
 
 VARIANTS = ("engine", "raw")
 LABELS = {"engine": "salesflow start_many (CSV path)", "raw": "raw batched Core insert"}
@@ -68,7 +68,7 @@ def raw_run(url: str, csv_path: str, n: int) -> dict[str, Any]:
         chunk: list[dict[str, Any]] = []
         for record in csv.DictReader(handle):
             key = record.pop("client_no")
-            chunk.append(_instance_row(key, record, now))
+            chunk.append(raw.new_instance_row(key, record, now))
             if len(chunk) == CHUNK:
                 started += _write(db, insert_instances, insert_history, chunk, now)
                 chunk = []
@@ -79,25 +79,6 @@ def raw_run(url: str, csv_path: str, n: int) -> dict[str, Any]:
     if started != n:
         raise RuntimeError(f"raw inserted {started} of {n}")
     return {"elapsed": elapsed, "cpu": cpu}
-
-
-def _instance_row(key: str, data: dict[str, Any], now: Any) -> dict[str, Any]:
-    return {
-        "process": "private_banking",
-        "version": 1,
-        "business_key": key,
-        "state": "mailing",
-        "data": data,
-        "status": "active",
-        "queue": "mailing_batch",
-        "stage": "mailing",
-        "outcome": None,
-        "visit": 1,
-        "row_version": 1,
-        "created_at": now,
-        "updated_at": now,
-        "last_event_at": now,
-    }
 
 
 def _write(db: Any, insert_instances: Any, insert_history: Any, chunk: list[dict[str, Any]], now: Any) -> int:

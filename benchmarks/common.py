@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -142,6 +143,15 @@ def raw_engine(url: str) -> SAEngine:
             cursor.close()
 
     return engine
+
+
+def stop_worker(worker: subprocess.Popen[Any]) -> None:
+    """SIGTERM a `salesflow worker` process; kill it if it has not ended within 30 s."""
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
 
 
 def analyze(url: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -72,11 +71,7 @@ def one_window(backend: str, window: float, rate: float) -> dict[str, Any]:
                     while time.time() < deadline and engine.timers(status="pending"):
                         time.sleep(1)
             finally:
-                worker.send_signal(signal.SIGTERM)
-                try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+                common.stop_worker(worker)
         delays, recorded = _delays(url)
         if len(delays) != count:
             raise RuntimeError(f"{len(delays)} of {count} timers fired:\n{log_path.read_text()[-2000:]}")

@@ -75,26 +75,28 @@ MAILING = Target("mailing", "mailing_batch", "mailing")
 LEAVES_PENDING_TIMERS = {CALL_OVERDUE.name, MEETING_BOOKED.name}
 
 
+def new_instance_row(key: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The instances row of a client just enrolled in the bank flow (also the bulk baseline's)."""
+    return {
+        "process": PROCESS,
+        "version": 1,
+        "business_key": key,
+        "state": MAILING.name,
+        "data": data,
+        "status": "active",
+        "queue": MAILING.queue,
+        "stage": MAILING.stage,
+        "outcome": None,
+        "visit": 1,
+        "row_version": 1,
+        "created_at": now,
+        "updated_at": now,
+        "last_event_at": now,
+    }
+
+
 def start(conn: Connection, key: str, data: dict[str, Any], now: datetime) -> int:
-    instance_id = conn.execute(
-        _INSERT_INSTANCE,
-        {
-            "process": PROCESS,
-            "version": 1,
-            "business_key": key,
-            "state": MAILING.name,
-            "data": data,
-            "status": "active",
-            "queue": MAILING.queue,
-            "stage": MAILING.stage,
-            "outcome": None,
-            "visit": 1,
-            "row_version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "last_event_at": now,
-        },
-    ).scalar_one()
+    instance_id = conn.execute(_INSERT_INSTANCE, new_instance_row(key, data, now)).scalar_one()
     conn.execute(
         _INSERT_HISTORY, _history(instance_id, 1, now, "import", "start", None, MAILING.name, None, data)
     )

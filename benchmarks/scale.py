@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -118,11 +117,7 @@ def worker_memory(url: str, settle: float) -> dict[str, float]:
         rss = process.memory_info().rss / 2**20
         peak = _vm_hwm(worker.pid)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        common.stop_worker(worker)
     return {"rss_mb": rss, "peak_mb": peak}
 
 
