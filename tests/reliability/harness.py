@@ -209,19 +209,23 @@ class Controller:
 
     # -- processes ---------------------------------------------------------------------------
     def _spawn(self, slot: int) -> None:
-        crash_budget = self.config.failpoint_crashes - self.crashers_started
-        use_crasher = crash_budget > 0 and (slot > 0 or self.config.workers == 1)
-        if use_crasher:
-            point = failpoints.POINTS[(self.first_point + self.crashers_started) % len(failpoints.POINTS)]
-            after = self.rng.randint(0, 15)
-            command = [sys.executable, "-m", "tests.reliability.crashworker", self.worker_url]
-            command += ["--after", str(after), "--point", point]
-            kind = f"crasher:{point}"
-            self.crashers_started += 1
-        else:
-            command = [*salesflow_command(), "worker", "--interval", str(self.config.interval)]
-            command += ["--db", self.worker_url]
-            kind = "worker"
+        """A ``salesflow worker`` in ``slot``; a worker that ends is replaced in its slot."""
+        command = [*salesflow_command(), "worker", "--interval", str(self.config.interval)]
+        self.procs.insert(slot, self._start([*command, "--db", self.worker_url], "worker"))
+
+    def _spawn_crasher(self) -> None:
+        """A crasher beside the workers, at the next failpoint in turn.
+
+        Crashers run side by side (up to one per failpoint at a time), not one after another in a
+        worker's slot: each takes about a second to start, and a short run on a fast machine was
+        over before the last of a chain had anything left to fire."""
+        point = failpoints.POINTS[(self.first_point + self.crashers_started) % len(failpoints.POINTS)]
+        command = [sys.executable, "-m", "tests.reliability.crashworker", self.worker_url]
+        command += ["--after", str(self.rng.randint(0, 15)), "--point", point]
+        self.procs.append(self._start(command, f"crasher:{point}"))
+        self.crashers_started += 1
+
+    def _start(self, command: list[str], kind: str) -> _Proc:
         log = None
         if self.config.log_dir is not None:
             self.config.log_dir.mkdir(parents=True, exist_ok=True)
@@ -237,7 +241,7 @@ class Controller:
             stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
         )
         self.figures.spawned += 1
-        self.procs.insert(slot, _Proc(popen, kind, time.monotonic(), log))
+        return _Proc(popen, kind, time.monotonic(), log)
 
     def _reap(self) -> None:
         """Replace every process that has ended, and account for how it ended."""
@@ -252,7 +256,10 @@ class Controller:
                 self.figures.failpoint_crashes[proc.kind.partition(":")[2]] += 1
             elif code not in (0, -signal.SIGKILL):
                 self.figures.unexpected_exits.append(f"{proc.kind} exited with {code}")
-            self._spawn(slot)
+            if proc.kind == "worker":  # workers come first in the list: slot is still its place
+                self._spawn(slot)
+            elif self.crashers_started < self.config.failpoint_crashes:
+                self._spawn_crasher()
 
     def _kill_one(self) -> None:
         """kill -9 a random ``salesflow worker`` that has been running long enough to be working
@@ -326,6 +333,8 @@ class Controller:
         try:
             for slot in range(config.workers):
                 self._spawn(slot)
+            for _ in range(min(config.failpoint_crashes, len(failpoints.POINTS))):
+                self._spawn_crasher()
             while True:
                 self._reap()
                 state = self._progress()

@@ -58,7 +58,7 @@ def test_workers_killed_and_crashed_at_failpoints_fire_every_timer_once(
         backend_name,
         tmp_path,
         instances=700,  # 2,100 timer firings (and 700 timers that must end cancelled)
-        workers=2 if sqlite else 3,  # SQLite: two processes on one file
+        workers=2 if sqlite else 3,  # SQLite: two workers on one file, beside the crashers
         kills=10,
         failpoint_crashes=4,  # one crasher per failpoint, on top of the kills
     )
